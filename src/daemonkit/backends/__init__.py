@@ -1,0 +1,1 @@
+"""OS service-manager backends behind one protocol (see ``base.Backend``)."""

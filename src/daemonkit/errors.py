@@ -1,0 +1,61 @@
+"""Errors that reach users: each says what failed, why, and what to do next."""
+
+from __future__ import annotations
+
+# CLI exit codes (LSB-like for ``status``); see docs/cli.md.
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_NOT_RUNNING = 3
+EXIT_NOT_INSTALLED = 4
+
+
+class DaemonkitError(Exception):
+    """Base error. ``str()`` is one line a user can act on: what failed, why, and a hint."""
+
+    exit_code = EXIT_ERROR
+
+    def __init__(self, what: str, why: str = "", hint: str = "", *, details: str = "") -> None:
+        self.what = what
+        self.why = why
+        self.hint = hint
+        self.details = details  # e.g. the last log lines; printed below the one-line message
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        text = self.what
+        if self.why:
+            text += f": {self.why}"
+        if self.hint:
+            text += f" (try: {self.hint})" if not self.hint.startswith("(") else f" {self.hint}"
+        return text
+
+
+class SpecError(DaemonkitError):
+    """A spec file or spec value is invalid. Names the file, the key and what is expected."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, source: str, key: str, problem: str, hint: str = "") -> None:
+        self.source = source
+        self.key = key
+        self.problem = problem
+        where = f"{source}: {key}" if key else source
+        super().__init__(f"invalid spec {where}", problem, hint)
+
+
+class NotInstalledError(DaemonkitError):
+    exit_code = EXIT_NOT_INSTALLED
+
+
+class NotRunningError(DaemonkitError):
+    exit_code = EXIT_NOT_RUNNING
+
+
+class AlreadyRunningError(DaemonkitError):
+    pass
+
+
+class UnsafeFileError(DaemonkitError):
+    """A runtime file or directory is not owner-only, or belongs to someone else."""

@@ -1,0 +1,461 @@
+"""The spec: what to run, how to restart it, when it is ready, how to stop it.
+
+A ``Spec`` is one daemon (one supervisor, one home, one OS registration) with one or more ``Program``s.
+It is plain data: frozen dataclasses, loaded from and dumped to TOML, validated with errors that name
+the file, the key and what is expected. Nothing here touches the machine.
+
+TOML layout::
+
+    name = "demo"                # daemon name: home dir, unit/plist/task name
+    scope = "user"               # "user" (start at login) or "system" (start at boot, needs admin)
+
+    [programs.gateway]
+    argv = ["python3", "-m", "myapp.gateway", "--port", "8080"]
+    cwd = "/srv/myapp"           # optional
+    restart = "on-failure"       # always | on-failure | never
+    stop_signal = "TERM"
+    stop_grace = 10.0            # seconds between the stop signal and killing the tree
+    [programs.gateway.env]
+    MYAPP_MODE = "prod"
+    [programs.gateway.ready]     # optional; one of tcp / http / file / notify
+    http = "http://127.0.0.1:8080/health"
+    timeout = 30.0
+    [programs.gateway.backoff]   # optional; the defaults suit almost everyone
+    initial = 0.1
+    max = 30.0
+    min_uptime = 1.0
+    crashloop_restarts = 10
+    crashloop_window = 60.0
+    crashloop_cooldown = 60.0
+    [programs.gateway.logs]
+    max_bytes = 10485760
+    backups = 3
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from .errors import SpecError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+__all__ = [
+    "Backoff",
+    "LogLimits",
+    "Program",
+    "Readiness",
+    "RESTART_POLICIES",
+    "SCOPES",
+    "Spec",
+    "dump_spec",
+    "dumps_spec",
+    "load_spec",
+    "loads_spec",
+    "validate_name",
+]
+
+RESTART_POLICIES = ("always", "on-failure", "never")
+SCOPES = ("user", "system")
+READINESS_KINDS = ("tcp", "http", "file", "notify")
+# Names become file names, unit names and task names: keep them portable and traversal-free.
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_STOP_SIGNALS = ("TERM", "INT", "HUP", "QUIT", "USR1", "USR2", "KILL")
+
+
+def validate_name(name: object, *, source: str = "<spec>", key: str = "name") -> str:
+    """Return ``name`` if it is a safe daemon/program name, else raise ``SpecError``."""
+    if not isinstance(name, str) or not _NAME_RE.match(name) or name.endswith("."):
+        raise SpecError(
+            source,
+            key,
+            f"expected 1-64 characters of letters, digits, '_', '-', '.' starting with a letter or digit, got {name!r}",
+            "pick a name like 'gateway' or 'my-bot'",
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Restart pacing. A death after ``min_uptime`` of stable running restarts at once; repeated quick
+    deaths wait ``initial``, doubling (with jitter) up to ``max``. More than ``crashloop_restarts`` in
+    ``crashloop_window`` seconds puts the program in ``crashloop`` for ``crashloop_cooldown`` seconds,
+    after which it is tried again (never a permanent give-up)."""
+
+    initial: float = 0.1
+    max: float = 30.0
+    min_uptime: float = 1.0
+    crashloop_restarts: int = 10
+    crashloop_window: float = 60.0
+    crashloop_cooldown: float = 60.0
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """When a program counts as ready. ``kind`` is tcp ("host:port"), http (a URL answering 2xx),
+    file (a path that exists) or notify (the program sends ``READY=1`` to ``$NOTIFY_SOCKET``)."""
+
+    kind: str
+    target: str = ""
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class LogLimits:
+    """Program output is kept in ``logs/<program>.{out,err}.log`` with at most ``backups`` rotated files
+    of ``max_bytes`` each, so a chatty or crash-looping program cannot fill the disk."""
+
+    max_bytes: int = 10 * 1024 * 1024
+    backups: int = 3
+
+
+@dataclass(frozen=True)
+class Program:
+    name: str
+    argv: tuple[str, ...]
+    cwd: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    restart: str = "on-failure"
+    stop_signal: str = "TERM"
+    stop_grace: float = 10.0
+    ready: Readiness | None = None
+    backoff: Backoff = field(default_factory=Backoff)
+    logs: LogLimits = field(default_factory=LogLimits)
+    autostart: bool = True
+
+    def __post_init__(self) -> None:
+        # Accept lists and plain dicts from callers; store immutable, hashable-friendly forms.
+        object.__setattr__(self, "argv", tuple(self.argv))
+        object.__setattr__(self, "env", dict(self.env))
+        _validate_program(self, "<spec>", f"programs.{self.name}")
+
+    @property
+    def signal_number(self) -> int:
+        return int(getattr(signal, "SIG" + self.stop_signal, signal.SIGTERM))
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One daemon: a name, a scope and its programs (order kept: start order)."""
+
+    name: str
+    programs: tuple[Program, ...]
+    scope: str = "user"
+    description: str = ""
+    # The application that owns this daemon; its home lives under the app's own state dir.
+    app: str = "daemonkit"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "programs", tuple(self.programs))
+        _validate_spec(self, "<spec>")
+
+    def program(self, name: str) -> Program:
+        for program in self.programs:
+            if program.name == name:
+                return program
+        known = ", ".join(p.name for p in self.programs) or "none"
+        raise SpecError("<spec>", f"programs.{name}", f"no such program (known: {known})",
+                        "run 'daemonkit list' to see the programs")
+
+    @property
+    def max_stop_grace(self) -> float:
+        return max((p.stop_grace for p in self.programs), default=0.0)
+
+    def replace(self, **changes: Any) -> "Spec":
+        return dataclasses.replace(self, **changes)
+
+
+# --------------------------------------------------------------------------------------------- validation
+
+
+def _validate_spec(spec: Spec, source: str) -> None:
+    validate_name(spec.name, source=source, key="name")
+    validate_name(spec.app, source=source, key="app")
+    if spec.scope not in SCOPES:
+        raise SpecError(source, "scope", f"expected one of {', '.join(SCOPES)}, got {spec.scope!r}")
+    if not spec.programs:
+        raise SpecError(source, "programs", "expected at least one program", "add a [programs.NAME] table with argv")
+    seen: set[str] = set()
+    for program in spec.programs:
+        if program.name in seen:
+            raise SpecError(source, f"programs.{program.name}", "duplicate program name")
+        seen.add(program.name)
+
+
+def _validate_program(p: Program, source: str, key: str) -> None:
+    validate_name(p.name, source=source, key=key)
+    if not p.argv or not all(isinstance(a, str) for a in p.argv):
+        raise SpecError(source, f"{key}.argv", "expected a non-empty list of strings",
+                        'argv = ["python3", "-m", "myapp"]')
+    for i, arg in enumerate(p.argv):
+        if "\x00" in arg:
+            raise SpecError(source, f"{key}.argv[{i}]", "NUL characters cannot be passed to a program")
+    if p.argv[0] == "":
+        raise SpecError(source, f"{key}.argv[0]", "the executable is empty")
+    if p.cwd is not None and (not isinstance(p.cwd, str) or not p.cwd or "\x00" in p.cwd):
+        raise SpecError(source, f"{key}.cwd", "expected a directory path")
+    for k, v in p.env.items():
+        if not isinstance(k, str) or not k or "=" in k or "\x00" in k:
+            raise SpecError(source, f"{key}.env", f"invalid variable name {k!r}")
+        if not isinstance(v, str) or "\x00" in v:
+            raise SpecError(source, f"{key}.env.{k}", "expected a string without NUL characters")
+    if p.restart not in RESTART_POLICIES:
+        raise SpecError(source, f"{key}.restart", f"expected one of {', '.join(RESTART_POLICIES)}, got {p.restart!r}")
+    if p.stop_signal not in _STOP_SIGNALS:
+        raise SpecError(source, f"{key}.stop_signal", f"expected one of {', '.join(_STOP_SIGNALS)}, got {p.stop_signal!r}")
+    _check_number(p.stop_grace, source, f"{key}.stop_grace", minimum=0.0, maximum=86400.0)
+    if p.ready is not None:
+        r = p.ready
+        if r.kind not in READINESS_KINDS:
+            raise SpecError(source, f"{key}.ready", f"expected one of {', '.join(READINESS_KINDS)}, got {r.kind!r}")
+        if r.kind != "notify" and not r.target:
+            raise SpecError(source, f"{key}.ready.{r.kind}", "expected a non-empty target")
+        if r.kind == "tcp":
+            _parse_host_port(r.target, source, f"{key}.ready.tcp")
+        if r.kind == "http" and not r.target.startswith(("http://", "https://")):
+            raise SpecError(source, f"{key}.ready.http", f"expected an http:// or https:// URL, got {r.target!r}")
+        _check_number(r.timeout, source, f"{key}.ready.timeout", minimum=0.0, maximum=86400.0)
+    b = p.backoff
+    for attr in ("initial", "max", "min_uptime", "crashloop_window", "crashloop_cooldown"):
+        _check_number(getattr(b, attr), source, f"{key}.backoff.{attr}", minimum=0.0, maximum=86400.0)
+    if not isinstance(b.crashloop_restarts, int) or b.crashloop_restarts < 1:
+        raise SpecError(source, f"{key}.backoff.crashloop_restarts", "expected a whole number ≥ 1")
+    if b.max < b.initial:
+        raise SpecError(source, f"{key}.backoff.max", f"must be ≥ backoff.initial ({b.initial})")
+    if not isinstance(p.logs.max_bytes, int) or p.logs.max_bytes < 1024:
+        raise SpecError(source, f"{key}.logs.max_bytes", "expected a whole number of bytes ≥ 1024")
+    if not isinstance(p.logs.backups, int) or not 0 <= p.logs.backups <= 100:
+        raise SpecError(source, f"{key}.logs.backups", "expected a whole number from 0 to 100")
+
+
+def _check_number(value: object, source: str, key: str, *, minimum: float, maximum: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) \
+            or not minimum <= value <= maximum:
+        raise SpecError(source, key, f"expected a number from {minimum:g} to {maximum:g}, got {value!r}")
+
+
+def _parse_host_port(target: str, source: str, key: str) -> tuple[str, int]:
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SpecError(source, key, f"expected HOST:PORT, got {target!r}", '"127.0.0.1:8080"')
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+parse_host_port = _parse_host_port
+
+# ------------------------------------------------------------------------------------------- TOML loading
+
+_SPEC_KEYS = {"name", "scope", "description", "app", "programs"}
+_PROGRAM_KEYS = {"argv", "cwd", "env", "restart", "stop_signal", "stop_grace", "ready", "backoff", "logs", "autostart"}
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read and validate a spec file. Errors name the file and the key."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise SpecError(str(path), "", "file not found", "check the path, or create one with 'daemonkit add'") from None
+    except OSError as exc:
+        raise SpecError(str(path), "", f"cannot read: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SpecError(str(path), "", "not UTF-8 text (is it a binary or corrupt file?)") from None
+    return loads_spec(text, source=str(path))
+
+
+def loads_spec(text: str, *, source: str = "<spec>") -> Spec:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(source, "", f"not valid TOML: {exc}") from None
+    return spec_from_dict(data, source=source)
+
+
+def spec_from_dict(data: Mapping[str, Any], *, source: str = "<spec>") -> Spec:
+    _reject_unknown(data, _SPEC_KEYS, source, "")
+    programs_data = data.get("programs")
+    if not isinstance(programs_data, Mapping) or not programs_data:
+        raise SpecError(source, "programs", "expected at least one [programs.NAME] table",
+                        '[programs.app]\nargv = ["python3", "-m", "myapp"]')
+    programs = [_program_from_dict(name, value, source) for name, value in programs_data.items()]
+    try:
+        return _with_source(source, lambda: Spec(
+            name=_get(data, "name", str, source, "name", required=True),
+            programs=tuple(programs),
+            scope=_get(data, "scope", str, source, "scope", default="user"),
+            description=_get(data, "description", str, source, "description", default=""),
+            app=_get(data, "app", str, source, "app", default="daemonkit"),
+        ))
+    except SpecError:
+        raise
+
+
+def _program_from_dict(name: str, value: Any, source: str) -> Program:
+    key = f"programs.{name}"
+    validate_name(name, source=source, key=key)
+    if not isinstance(value, Mapping):
+        raise SpecError(source, key, "expected a table")
+    _reject_unknown(value, _PROGRAM_KEYS, source, key)
+    argv = value.get("argv")
+    if isinstance(argv, str):
+        raise SpecError(source, f"{key}.argv", "expected a list of strings, got a single string",
+                        f'argv = {[argv]!r} or split it into words'.replace("'", '"'))
+    if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
+        raise SpecError(source, f"{key}.argv", "expected a non-empty list of strings",
+                        'argv = ["python3", "-m", "myapp"]')
+    env = value.get("env", {})
+    if not isinstance(env, Mapping):
+        raise SpecError(source, f"{key}.env", "expected a table of strings")
+    ready = _readiness_from(value.get("ready"), source, f"{key}.ready")
+    backoff = _sub_dataclass(Backoff, value.get("backoff"), source, f"{key}.backoff")
+    logs = _sub_dataclass(LogLimits, value.get("logs"), source, f"{key}.logs")
+    return _with_source(source, lambda: Program(
+        name=name,
+        argv=tuple(argv),
+        cwd=_get(value, "cwd", str, source, f"{key}.cwd", default=None),
+        env=dict(env),
+        restart=_get(value, "restart", str, source, f"{key}.restart", default="on-failure"),
+        stop_signal=_get(value, "stop_signal", str, source, f"{key}.stop_signal", default="TERM").upper().removeprefix("SIG"),
+        stop_grace=_get(value, "stop_grace", (int, float), source, f"{key}.stop_grace", default=10.0),
+        ready=ready,
+        backoff=backoff,
+        logs=logs,
+        autostart=_get(value, "autostart", bool, source, f"{key}.autostart", default=True),
+    ))
+
+
+def _readiness_from(value: Any, source: str, key: str) -> Readiness | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise SpecError(source, key, "expected a table with one of tcp / http / file / notify")
+    _reject_unknown(value, set(READINESS_KINDS) | {"timeout"}, source, key)
+    kinds = [k for k in READINESS_KINDS if k in value]
+    if len(kinds) != 1:
+        raise SpecError(source, key, f"expected exactly one of tcp / http / file / notify, got {kinds or 'none'}")
+    kind = kinds[0]
+    target = value[kind]
+    if kind == "notify":
+        if target is not True:
+            raise SpecError(source, f"{key}.notify", "expected true")
+        target = ""
+    elif not isinstance(target, str):
+        raise SpecError(source, f"{key}.{kind}", "expected a string")
+    timeout = _get(value, "timeout", (int, float), source, f"{key}.timeout", default=30.0)
+    return Readiness(kind=kind, target=target, timeout=float(timeout))
+
+
+def _sub_dataclass(cls: type, value: Any, source: str, key: str) -> Any:
+    if value is None:
+        return cls()
+    if not isinstance(value, Mapping):
+        raise SpecError(source, key, "expected a table")
+    names = {f.name for f in dataclasses.fields(cls)}
+    _reject_unknown(value, names, source, key)
+    defaults = cls()
+    kwargs = {}
+    for name in names:
+        if name in value:
+            expected = type(getattr(defaults, name))
+            got = value[name]
+            ok = isinstance(got, (int, float)) and not isinstance(got, bool) if expected is float \
+                else isinstance(got, expected) and not isinstance(got, bool)
+            if not ok:
+                raise SpecError(source, f"{key}.{name}", f"expected a {'number' if expected is float else 'whole number'}, got {got!r}")
+            kwargs[name] = float(got) if expected is float else got
+    return cls(**kwargs)
+
+
+def _get(data: Mapping[str, Any], name: str, types: Any, source: str, key: str, *,
+         default: Any = None, required: bool = False) -> Any:
+    if name not in data:
+        if required:
+            raise SpecError(source, key, "missing")
+        return default
+    value = data[name]
+    if isinstance(value, bool) and types is not bool:
+        raise SpecError(source, key, f"expected {_type_name(types)}, got {value!r}")
+    if not isinstance(value, types):
+        raise SpecError(source, key, f"expected {_type_name(types)}, got {value!r}")
+    return value
+
+
+def _type_name(types: Any) -> str:
+    if types is str:
+        return "a string"
+    if types is bool:
+        return "true or false"
+    return "a number"
+
+
+def _reject_unknown(data: Mapping[str, Any], known: Iterable[str], source: str, key: str) -> None:
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        where = f"{key}.{unknown[0]}" if key else unknown[0]
+        raise SpecError(source, where, f"unknown key (known keys: {', '.join(sorted(known))})")
+
+
+def _with_source(source: str, build: Any) -> Any:
+    """Run a constructor, re-labelling its validation errors with the real file name."""
+    try:
+        return build()
+    except SpecError as exc:
+        if exc.source == "<spec>" and source != "<spec>":
+            raise SpecError(source, exc.key, exc.problem, exc.hint) from None
+        raise
+
+
+# ------------------------------------------------------------------------------------------- TOML dumping
+
+
+def spec_to_dict(spec: Spec) -> dict[str, Any]:
+    """The canonical TOML-able form: defaults are written out, so the file documents itself."""
+    out: dict[str, Any] = {"name": spec.name, "scope": spec.scope}
+    if spec.description:
+        out["description"] = spec.description
+    if spec.app != "daemonkit":
+        out["app"] = spec.app
+    programs: dict[str, Any] = {}
+    for p in spec.programs:
+        entry: dict[str, Any] = {"argv": list(p.argv)}
+        if p.cwd is not None:
+            entry["cwd"] = p.cwd
+        entry["restart"] = p.restart
+        entry["stop_signal"] = p.stop_signal
+        entry["stop_grace"] = float(p.stop_grace)
+        entry["autostart"] = p.autostart
+        if p.env:
+            entry["env"] = dict(p.env)
+        if p.ready is not None:
+            entry["ready"] = {p.ready.kind: (True if p.ready.kind == "notify" else p.ready.target),
+                              "timeout": float(p.ready.timeout)}
+        entry["backoff"] = dataclasses.asdict(p.backoff)
+        entry["logs"] = dataclasses.asdict(p.logs)
+        programs[p.name] = entry
+    out["programs"] = programs
+    return out
+
+
+def dumps_spec(spec: Spec) -> str:
+    import tomli_w
+
+    return tomli_w.dumps(spec_to_dict(spec))
+
+
+def dump_spec(spec: Spec, path: str | Path) -> None:
+    """Write the spec atomically with owner-only permissions."""
+    from .store.atomic import write_text_atomic
+
+    write_text_atomic(Path(path), dumps_spec(spec))

@@ -1,0 +1,1 @@
+"""Files the supervisor owns: the lock, the pid record, state, events and program logs."""

@@ -1,0 +1,1 @@
+"""The supervisor: an event loop that runs, restarts, readies and stops programs."""
