@@ -1,0 +1,124 @@
+"""Fakes for the backend tests: a tiny model of systemctl/loginctl that answers a RecordingRunner.
+
+The model keeps unit files on the real (tmp) filesystem and mimics what the backend relies on:
+``daemon-reload`` loads what is on disk, ``show`` reports NeedDaemonReload when the file changed since,
+``enable`` makes the real ``default.target.wants`` link, ``start`` honours a configurable failure.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from daemonkit.backends.base import CommandResult, RecordingRunner
+from daemonkit.spec import Program, Readiness, Spec
+
+
+class FakeSystemd:
+    def __init__(self, unit_dir: Path, *, wants: str = "default.target.wants") -> None:
+        self.unit_dir = unit_dir
+        self.wants = wants
+        self.loaded: dict[str, bytes] = {}  # unit -> content at the last daemon-reload
+        self.active: set[str] = set()
+        self.failed: set[str] = set()
+        self.start_fails: str = ""  # stderr for a failing start
+        self.bus_missing = False
+        self.linger: str | None = "no"  # None: loginctl cannot answer
+        self.linger_allowed = False
+        self.runner = RecordingRunner(responder=self.respond)
+
+    @property
+    def calls(self) -> list[tuple[str, ...]]:
+        return self.runner.calls
+
+    def verbs(self) -> list[str]:
+        """The systemctl/loginctl verbs in order, without the --user flag and property lists."""
+        out = []
+        for call in self.calls:
+            words = [w for w in call[1:] if w != "--user" and not w.startswith("--property")]
+            out.append(" ".join(words[:2]) if words and words[0] != "show" else "show")
+        return out
+
+    def _file(self, unit: str) -> bytes | None:
+        try:
+            return (self.unit_dir / unit).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def respond(self, call: tuple[str, ...]) -> CommandResult:
+        tool, args = call[0], [a for a in call[1:] if a != "--user"]
+        if tool == "loginctl":
+            return self._loginctl(call, args)
+        if tool == "journalctl":
+            return CommandResult(call, 0, "supervisor: boom\n")
+        if self.bus_missing:
+            return CommandResult(call, 1, "", "Failed to connect to bus: No medium found")
+        verb = args[0]
+        unit = args[1] if len(args) > 1 else ""
+        if verb == "show":
+            if unit.startswith("--property"):
+                return CommandResult(call, 0, "Version=252\n")
+            content = self._file(unit)
+            load = "loaded" if unit in self.loaded else "not-found"
+            link = self.unit_dir / self.wants / unit
+            state = "active" if unit in self.active else ("failed" if unit in self.failed else "inactive")
+            props = {
+                "LoadState": load, "ActiveState": state, "SubState": "running" if state == "active" else "dead",
+                "UnitFileState": ("enabled" if link.is_symlink() else "disabled") if unit in self.loaded else "",
+                "MainPID": "1234" if state == "active" else "0", "NRestarts": "0", "Result": "success",
+                "ExecMainStatus": "0", "FragmentPath": str(self.unit_dir / unit) if unit in self.loaded else "",
+                "DropInPaths": "", "NeedDaemonReload": "yes" if unit in self.loaded and content != self.loaded[unit] else "no",
+            }
+            return CommandResult(call, 0, "".join(f"{k}={v}\n" for k, v in props.items()))
+        if verb == "daemon-reload":
+            self.loaded = {p.name: p.read_bytes() for p in self.unit_dir.glob("*.service")} if self.unit_dir.is_dir() else {}
+            return CommandResult(call, 0)
+        if verb == "enable":
+            link = self.unit_dir / self.wants / unit
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if not link.is_symlink():
+                os.symlink(self.unit_dir / unit, link)
+            return CommandResult(call, 0, "", f"Created symlink {link} → {self.unit_dir / unit}.")
+        if verb == "disable":
+            link = self.unit_dir / self.wants / unit
+            if link.is_symlink():
+                link.unlink()
+            return CommandResult(call, 0)
+        if verb in ("start", "restart"):
+            if unit not in self.loaded:
+                return CommandResult(call, 5, "", f"Failed to start {unit}: Unit {unit} not found.")
+            if self.start_fails:
+                self.failed.add(unit)
+                return CommandResult(call, 1, "", self.start_fails)
+            self.active.add(unit)
+            self.failed.discard(unit)
+            return CommandResult(call, 0)
+        if verb == "stop":
+            self.active.discard(unit)
+            return CommandResult(call, 0)
+        if verb == "reset-failed":
+            self.failed.discard(unit)
+            return CommandResult(call, 0)
+        return CommandResult(call, 0)
+
+    def _loginctl(self, call: tuple[str, ...], args: list[str]) -> CommandResult:
+        if "show-user" in args:
+            if self.linger is None:
+                return CommandResult(call, 1, "", "Failed to connect to bus: No such file or directory")
+            return CommandResult(call, 0, self.linger + "\n")
+        if "enable-linger" in args:
+            if self.linger_allowed:
+                self.linger = "yes"
+                return CommandResult(call, 0)
+            return CommandResult(call, 1, "", "Could not enable linger: Access denied")
+        return CommandResult(call, 0)
+
+
+def make_spec(name: str = "demo", *, scope: str = "user", restart: str = "on-failure", grace: float = 10.0,
+              ready_timeout: float | None = None, **kwargs: object) -> Spec:
+    ready = Readiness("tcp", "127.0.0.1:8080", ready_timeout) if ready_timeout is not None else None
+    programs = [Program("web", ("python3", "-m", "http.server"), restart=restart, stop_grace=grace, ready=ready),
+                Program("worker", ("python3", "-c", "pass"), stop_grace=2.0)]
+    return Spec(name=name, programs=tuple(programs), scope=scope, **kwargs)  # type: ignore[arg-type]
+
+
