@@ -122,3 +122,92 @@ def make_spec(name: str = "demo", *, scope: str = "user", restart: str = "on-fai
     return Spec(name=name, programs=tuple(programs), scope=scope, **kwargs)  # type: ignore[arg-type]
 
 
+
+
+PRINT_SAMPLE = """{target} = {{
+\tactive count = 1
+\tpath = {path}
+\ttype = LaunchAgent
+\tstate = running
+
+\tprogram = /usr/bin/python3
+\targuments = {{
+\t\t/usr/bin/python3
+\t}}
+
+\truns = 3
+\tpid = 4242
+\tlast exit code = (never exited)
+\tendpoints = {{
+\t\t"x" = {{
+\t\t\tstate = active
+\t\t}}
+\t}}
+}}
+"""
+
+
+class FakeLaunchd:
+    """A model of launchctl: bootstrap/bootout/print/kickstart/enable over a set of loaded labels.
+
+    ``settle`` makes bootout asynchronous: the label stays visible to ``print`` for that many calls.
+    ``bootstrap_errors`` is a queue of (code, stderr) answers given before bootstrap succeeds.
+    """
+
+    def __init__(self) -> None:
+        self.loaded: dict[str, str] = {}  # target -> plist path
+        self.settle = 0
+        self._settling: dict[str, int] = {}
+        self.bootstrap_errors: list[tuple[int, str]] = []
+        self.disabled: set[str] = set()
+        self.sleeps: list[float] = []
+        self.runner = RecordingRunner(responder=self.respond)
+
+    @property
+    def calls(self) -> list[tuple[str, ...]]:
+        return self.runner.calls
+
+    def verbs(self) -> list[str]:
+        return [call[1] for call in self.calls]
+
+    def respond(self, call: tuple[str, ...]) -> CommandResult:
+        verb, args = call[1], call[2:]
+        if verb == "print":
+            target = args[0]
+            if target in self._settling:
+                self._settling[target] -= 1
+                if self._settling[target] < 0:
+                    del self._settling[target]
+                else:
+                    return CommandResult(call, 0, PRINT_SAMPLE.format(target=target, path="?"))
+            if target in self.loaded:
+                return CommandResult(call, 0, PRINT_SAMPLE.format(target=target, path=self.loaded[target]))
+            return CommandResult(call, 113, "", f"Bad request.\nCould not find service \"{target}\" in domain")
+        if verb == "bootstrap":
+            domain, path = args
+            target = f"{domain}/{path.rsplit('/', 1)[1].removesuffix('.plist')}"
+            if self.bootstrap_errors:
+                code, err = self.bootstrap_errors.pop(0)
+                return CommandResult(call, code, "", err)
+            if target in self.loaded or target in self._settling:
+                return CommandResult(call, 5, "", "Bootstrap failed: 5: Input/output error")
+            self.loaded[target] = path
+            return CommandResult(call, 0)
+        if verb == "bootout":
+            target = args[0]
+            if target not in self.loaded:
+                return CommandResult(call, 113, "", "Boot-out failed: 113: Could not find specified service")
+            del self.loaded[target]
+            if self.settle:
+                self._settling[target] = self.settle
+            return CommandResult(call, 0)
+        if verb == "print-disabled":
+            lines = "".join(f'\t"{t.rsplit("/", 1)[1]}" => disabled\n' for t in self.disabled)
+            return CommandResult(call, 0, f"disabled services = {{\n{lines}}}\n")
+        if verb == "enable":
+            self.disabled.discard(args[0])
+            return CommandResult(call, 0)
+        if verb == "kickstart":
+            target = args[-1]
+            return CommandResult(call, 0 if target in self.loaded else 113)
+        return CommandResult(call, 0)

@@ -23,7 +23,7 @@ def read_file(path: Path) -> bytes | None:
     """The file's bytes, or None when it does not exist."""
     try:
         return path.read_bytes()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
     except IsADirectoryError:
         raise DaemonkitError(f"cannot read {path}", "it is a directory",

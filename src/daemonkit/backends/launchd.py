@@ -92,6 +92,18 @@ def render_plist(job: dict[str, Any]) -> bytes:
     return head + _MARKER_COMMENT + sep + rest
 
 
+def is_ours(content: bytes) -> bool:
+    """Our marker comment, or, since plist editors drop comments, a job that runs daemonkit's supervisor."""
+    if _files.is_ours(content):
+        return True
+    try:
+        job = plistlib.loads(content)
+    except Exception:  # not a plist at all: certainly not ours
+        return False
+    args = job.get("ProgramArguments") if isinstance(job, dict) else None
+    return isinstance(args, list) and args[1:4] == ["-m", "daemonkit", "supervise"]
+
+
 def plist_drift(expected: dict[str, Any], actual_bytes: bytes) -> list[str]:
     drift: list[str] = []
     if not _files.is_ours(actual_bytes):
@@ -221,7 +233,7 @@ class LaunchdBackend:
         path = artifact.path
         lines = [f"removed {tmp}, left by an interrupted install" for tmp in _files.remove_stale_temps(path)]
         existing = _files.read_file(path)
-        if existing is not None and not _files.is_ours(existing) and not self.ctx.force:
+        if existing is not None and not is_ours(existing) and not self.ctx.force:
             raise DaemonkitError(
                 f"refusing to overwrite {path}", "a job with that label exists and was not written by daemonkit",
                 "rename or remove that plist, pick another daemon name, or pass --force to replace it")
@@ -232,7 +244,7 @@ class LaunchdBackend:
             _files.write_artifact(artifact, scope_hint="make the directory writable by you (system scope: use sudo)")
             if existing is None:
                 lines.append(f"wrote {path}")
-            elif not _files.is_ours(existing):
+            elif not is_ours(existing):
                 lines.append(f"replaced the foreign plist {path} (--force)")
             else:
                 drift = plist_drift(plist_dict(spec, home, self.ctx.python, run_as=self.run_as), existing)
@@ -258,7 +270,7 @@ class LaunchdBackend:
     def uninstall(self, spec: "Spec", home: "Home") -> list[str]:
         path = self.plist_path(spec)
         existing = _files.read_file(path)
-        if existing is not None and not _files.is_ours(existing) and not self.ctx.force:
+        if existing is not None and not is_ours(existing) and not self.ctx.force:
             raise DaemonkitError(f"refusing to remove {path}", "it was not written by daemonkit",
                                  "remove it yourself if it is no longer needed, or pass --force")
         lines = []
@@ -272,7 +284,7 @@ class LaunchdBackend:
     def start(self, spec: "Spec", home: "Home") -> None:
         path = self.plist_path(spec)
         existing = _files.read_file(path)
-        if existing is None or not _files.is_ours(existing):
+        if existing is None or not is_ours(existing):
             raise NotInstalledError(f"{spec.name} is not installed as a launchd job", f"no daemonkit plist at {path}",
                                     f"run 'daemonkit install {spec.name}'")
         if not self._loaded(spec)[0]:
@@ -300,7 +312,7 @@ class LaunchdBackend:
         if existing is None:
             status.detail = f"no plist at {path}"
             return status
-        if not _files.is_ours(existing):
+        if not is_ours(existing):
             status.detail = f"{path} exists but was not written by daemonkit"
             status.drift.append(status.detail)
             return status
