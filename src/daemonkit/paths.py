@@ -58,6 +58,9 @@ class Home:
 
     path: Path
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
     @classmethod
     def for_spec_name(cls, name: str, app: str = "daemonkit", scope: str = "user") -> "Home":
         return cls(root_dir(app, scope) / name)

@@ -1,0 +1,427 @@
+"""The library layer behind every CLI command: plain functions that return result objects.
+
+Nothing here prints. Host apps call these directly to build their own UI; ``daemonkit.cli`` renders
+their results. Errors are ``DaemonkitError``s whose message says what failed, why and what to do.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import AlreadyRunningError, DaemonkitError, NotInstalledError, NotRunningError
+from .paths import Home, root_dir
+from .spec import Spec, dump_spec, load_spec, validate_name
+
+STATUS_SCHEMA = "daemonkit.status/1"
+START_MARGIN = 10.0  # seconds on top of the slowest readiness timeout
+STOP_MARGIN = 5.0
+
+
+# ------------------------------------------------------------------------------------------ locating
+
+
+def home_of(name: str, app: str = "daemonkit") -> Home:
+    """The home of daemon ``name``: the user-scope home, or the system-scope one if only that exists."""
+    validate_name(name, source="<command line>", key="NAME")
+    user = Home.for_spec_name(name, app, "user")
+    if user.exists():
+        return user
+    system = Home.for_spec_name(name, app, "system")
+    try:
+        if system.path != user.path and system.exists():
+            return system
+    except OSError:
+        pass
+    return user
+
+
+def home_for_spec(spec: Spec) -> Home:
+    return Home.for_spec_name(spec.name, spec.app, spec.scope)
+
+
+def load_installed(name: str, app: str = "daemonkit") -> tuple[Spec, Home]:
+    home = home_of(name, app)
+    if not home.spec_file.exists():
+        known = ", ".join(d.name for d in _known_homes(app)) or "none yet"
+        raise NotInstalledError(f"no daemon named {name!r}", f"{home.spec_file} does not exist (known: {known})",
+                                f"daemonkit add {name} -- COMMAND ARGS..., or daemonkit demo")
+    return load_spec(home.spec_file), home
+
+
+def save_spec(spec: Spec, home: Home | None = None) -> Home:
+    home = (home or home_for_spec(spec)).ensure()
+    dump_spec(spec, home.spec_file)
+    return home
+
+
+def _known_homes(app: str = "daemonkit") -> list[Home]:
+    root = root_dir(app, "user")
+    try:
+        return sorted((Home(p) for p in root.iterdir() if (p / "spec.toml").exists()), key=lambda h: h.name)
+    except OSError:
+        return []
+
+
+# ------------------------------------------------------------------------------------------ status
+
+
+@dataclass
+class ProgramStatus:
+    name: str
+    state: str
+    reason: str = ""
+    pid: int | None = None
+    ready: bool = False
+    restarts: int = 0
+    since: float | None = None
+    last_exit: dict[str, Any] | None = None
+    status_text: str = ""
+
+
+@dataclass
+class DaemonStatus:
+    """What ``status`` reports. ``source`` tells where it came from: ``live`` (asked the running
+    supervisor), ``files`` (the supervisor is gone; last recorded state) or ``none`` (never ran)."""
+
+    name: str
+    home: str
+    running: bool
+    source: str
+    supervisor_pid: int | None = None
+    supervisor_started_at: float | None = None
+    backend: str = ""
+    programs: list[ProgramStatus] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def healthy(self) -> bool:
+        return self.running and all(p.state in ("running", "ready") for p in self.programs if p.state != "stopped")
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["schema"] = STATUS_SCHEMA
+        data["version"] = __version__
+        data["healthy"] = self.healthy
+        return data
+
+
+def status(name: str, app: str = "daemonkit") -> DaemonStatus:
+    spec, home = load_installed(name, app)
+    return status_of(spec, home)
+
+
+def status_of(spec: Spec, home: Home) -> DaemonStatus:
+    from .proc.identity import ProcessIdentity
+    from .store.lock import probe_lock
+    from .store.records import read_pid_record, read_state
+    from .supervisor.control import ControlError, request
+
+    problems: list[str] = []
+    lock = probe_lock(home.lock_file)
+    if lock.held:
+        try:
+            answer = request(home.control_socket, {"op": "status"}, timeout=3.0)
+            if answer.get("ok"):
+                return _status_from_state(spec, home, answer["state"], running=True, source="live")
+            problems.append(f"the supervisor refused the status request: {answer.get('error')}")
+        except ControlError as exc:
+            problems.append(f"the supervisor holds the lock but its control socket failed: {exc}")
+    state = read_state(home.state_file)
+    if state.problem:
+        problems.append(f"state.json unusable ({state.problem}); the next supervisor rewrites it")
+    pid = read_pid_record(home.pid_file)
+    if pid.problem:
+        problems.append(f"supervisor.pid unusable ({pid.problem})")
+    running = lock.held
+    if state.data is not None:
+        result = _status_from_state(spec, home, state.data, running=running, source="files")
+        if not running:
+            for program in result.programs:
+                identity = None
+                entry = state.data["programs"].get(program.name)
+                if isinstance(entry, dict):
+                    identity = ProcessIdentity.from_record(entry)
+                if identity is not None and identity.is_alive():
+                    problems.append(f"program {program.name} (pid {identity.pid}) is still running without a "
+                                    "supervisor; 'daemonkit stop' ends it")
+                    program.state, program.reason = "orphaned", "its supervisor is gone"
+                elif program.state not in ("stopped", "exited", "config-error"):
+                    program.reason = f"was {program.state} when the supervisor stopped"
+                    program.state = "stopped"
+                program.pid = identity.pid if identity is not None and identity.is_alive() else None
+        result.problems = problems + result.problems
+        return result
+    programs = [ProgramStatus(p.name, "stopped") for p in spec.programs]
+    return DaemonStatus(spec.name, str(home.path), running, "none", programs=programs, problems=problems)
+
+
+def _status_from_state(spec: Spec, home: Home, data: dict[str, Any], *, running: bool, source: str) -> DaemonStatus:
+    sup = data.get("supervisor") or {}
+    entries = data.get("programs") or {}
+    programs = []
+    for program in spec.programs:
+        entry = entries.get(program.name)
+        if not isinstance(entry, dict):
+            programs.append(ProgramStatus(program.name, "stopped", "not started by this supervisor"))
+            continue
+        programs.append(ProgramStatus(
+            name=program.name, state=str(entry.get("state", "unknown")), reason=str(entry.get("reason", "")),
+            pid=entry.get("pid"), ready=bool(entry.get("ready")), restarts=int(entry.get("restarts") or 0),
+            since=entry.get("since"), last_exit=entry.get("last_exit"), status_text=str(entry.get("status_text", "")),
+        ))
+    return DaemonStatus(
+        name=spec.name, home=str(home.path), running=running, source=source,
+        supervisor_pid=sup.get("pid") if running else None,
+        supervisor_started_at=sup.get("started_at") if running else None,
+        backend=str(sup.get("backend", "")), programs=programs,
+    )
+
+
+# ------------------------------------------------------------------------------------------ start / stop
+
+
+@dataclass
+class StartResult:
+    name: str
+    home: str
+    supervisor_pid: int | None
+    started: list[str]
+    already_running: bool = False
+    backend: str = "detached"
+    notes: list[str] = field(default_factory=list)
+    status: DaemonStatus | None = None
+
+
+def start(spec: Spec, home: Home | None = None, *, program: str | None = None, timeout: float | None = None,
+          save: bool = True) -> StartResult:
+    """Start the daemon (or one of its programs) and return once it is ready.
+
+    Fails with the reason and the last log lines when the supervisor or a program does not come up; in
+    that case nothing is left running.
+    """
+    from .store.lock import probe_lock
+
+    home = (home or home_for_spec(spec)).ensure()
+    if program is not None:
+        spec.program(program)  # validates the name
+    lock = probe_lock(home.lock_file)
+    if lock.held:
+        if program is None:
+            pid = (lock.record or {}).get("pid")
+            raise AlreadyRunningError(f"{spec.name} is already running", f"supervisor pid {pid}",
+                                      f"daemonkit restart {spec.name}, or daemonkit status {spec.name}")
+        return _control_start(spec, home, program, timeout)
+    if save:
+        save_spec(spec, home)
+    return _start_supervisor(spec, home, timeout)
+
+
+def _wait_budget(spec: Spec, timeout: float | None) -> float:
+    if timeout is not None:
+        return timeout
+    slowest = max((p.ready.timeout if p.ready else p.backoff.min_uptime) for p in spec.programs)
+    return slowest + START_MARGIN
+
+
+def _start_supervisor(spec: Spec, home: Home, timeout: float | None) -> StartResult:
+    from .backends.base import supervisor_argv
+    from .proc.spawn import spawn_detached
+    from .supervisor.control import ControlError, request
+
+    argv = supervisor_argv(home, sys.executable)
+    spawned = spawn_detached(argv, log_path=home.supervisor_log, cwd=home.path)
+    notes = [spawned.note] if spawned.note else []
+    deadline = time.monotonic() + _wait_budget(spec, timeout)
+    # Wait until the supervisor answers on its control socket, or dies trying.
+    while True:
+        if not spawned.identity.is_alive():
+            raise DaemonkitError(f"the supervisor of {spec.name} exited during start",
+                                 _last_line(home.supervisor_log) or "no output",
+                                 f"daemonkit logs {spec.name}", details=_tail(home.supervisor_log, 15))
+        if home.control_socket.exists():
+            try:
+                answer = request(home.control_socket, {"op": "wait"}, timeout=max(0.1, deadline - time.monotonic()))
+                break
+            except ControlError:
+                if not spawned.identity.is_alive():
+                    continue
+        if time.monotonic() > deadline:
+            _stop_quietly(spec, home, spawned.identity)
+            raise DaemonkitError(f"{spec.name} did not start in time", f"no answer within {_wait_budget(spec, timeout):g}s",
+                                 f"daemonkit logs {spec.name}", details=_tail(home.supervisor_log, 15))
+        time.sleep(0.01)
+    if not answer.get("ok"):
+        failed = answer.get("failed") or {}
+        details = []
+        for name, why in failed.items():
+            details.append(f"--- {name}: {why}")
+            details.append(_tail(home.program_log(name, "err"), 10) or _tail(home.program_log(name, "out"), 10) or "(no output)")
+        if not failed:
+            details.append(str(answer.get("error", "")))
+        _stop_quietly(spec, home, spawned.identity)
+        first = next(iter(failed.items()), ("", answer.get("error", "unknown error")))
+        raise DaemonkitError(f"{spec.name} failed to start" + (f": program {first[0]}" if first[0] else ""),
+                             str(first[1]), f"daemonkit logs {spec.name}" + (f" --program {first[0]}" if first[0] else ""),
+                             details="\n".join(details))
+    return StartResult(spec.name, str(home.path), spawned.identity.pid, [p.name for p in spec.programs if p.autostart],
+                       notes=notes, status=status_of(spec, home))
+
+
+def _control_start(spec: Spec, home: Home, program: str, timeout: float | None) -> StartResult:
+    from .supervisor.control import ControlError, request
+
+    try:
+        answer = request(home.control_socket, {"op": "start", "program": program}, timeout=_wait_budget(spec, timeout))
+    except ControlError as exc:
+        raise DaemonkitError(f"cannot start program {program}", str(exc), f"daemonkit status {spec.name} --deep") from None
+    if not answer.get("ok"):
+        why = (answer.get("failed") or {}).get(program) or answer.get("error", "")
+        raise DaemonkitError(f"program {program} of {spec.name} failed to start", str(why),
+                             f"daemonkit logs {spec.name} --program {program}",
+                             details=_tail(home.program_log(program, "err"), 10))
+    return StartResult(spec.name, str(home.path), None, [program], already_running=True, status=status_of(spec, home))
+
+
+@dataclass
+class StopResult:
+    name: str
+    was_running: bool
+    stopped: list[str]
+    killed: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def stop(spec: Spec, home: Home | None = None, *, program: str | None = None, timeout: float | None = None) -> StopResult:
+    """Stop the daemon (or one program). Idempotent: stopping a stopped daemon succeeds, and programs
+    left behind by a killed supervisor are ended too (by identity)."""
+    from .proc.identity import ProcessIdentity, terminate_tree
+    from .store.lock import probe_lock
+    from .store.records import read_pid_record, read_state
+    from .supervisor.control import ControlError, request
+
+    home = home or home_for_spec(spec)
+    budget = timeout if timeout is not None else spec.max_stop_grace + STOP_MARGIN
+    lock = probe_lock(home.lock_file)
+    if program is not None:
+        spec.program(program)
+        if not lock.held:
+            raise NotRunningError(f"{spec.name} is not running", "", f"daemonkit start {spec.name}")
+        try:
+            answer = request(home.control_socket, {"op": "stop", "program": program}, timeout=budget)
+        except ControlError as exc:
+            raise DaemonkitError(f"cannot stop program {program}", str(exc), f"daemonkit status {spec.name} --deep") from None
+        if not answer.get("ok"):
+            raise DaemonkitError(f"cannot stop program {program}", str(answer.get("error")))
+        return StopResult(spec.name, True, [program])
+
+    notes: list[str] = []
+    stopped: list[str] = []
+    supervisor = ProcessIdentity.from_record(lock.record) if lock.held else None
+    if supervisor is None and lock.held:
+        record = read_pid_record(home.pid_file).data
+        supervisor = ProcessIdentity.from_record(record)
+    if lock.held:
+        try:
+            answer = request(home.control_socket, {"op": "shutdown"}, timeout=5.0)
+            stopped = list(answer.get("stopping") or [])
+        except ControlError as exc:
+            notes.append(f"control request failed ({exc}); terminating the supervisor instead")
+            if supervisor is not None:
+                terminate_tree(supervisor, grace=budget)
+        deadline = time.monotonic() + budget
+        while time.monotonic() < deadline and probe_lock(home.lock_file).held:
+            time.sleep(0.01)
+        if probe_lock(home.lock_file).held:
+            notes.append(f"the supervisor did not exit within {budget:g}s; killed")
+            if supervisor is not None:
+                terminate_tree(supervisor, grace=1.0)
+    # Programs recorded by a supervisor that died (kill -9) are ended by identity, never by bare pid.
+    killed = []
+    state = read_state(home.state_file)
+    if state.data is not None and not probe_lock(home.lock_file).held:
+        for name, entry in state.data["programs"].items():
+            identity = ProcessIdentity.from_record(entry) if isinstance(entry, dict) else None
+            if identity is not None and identity.is_alive():
+                terminate_tree(identity, grace=spec.program(name).stop_grace if name in {p.name for p in spec.programs} else 5.0)
+                killed.append(str(name))
+    if killed:
+        notes.append(f"ended program(s) left behind by a dead supervisor: {', '.join(killed)}")
+    return StopResult(spec.name, lock.held, stopped, killed, notes)
+
+
+def restart(spec: Spec, home: Home | None = None, *, program: str | None = None, timeout: float | None = None) -> StartResult:
+    from .store.lock import probe_lock
+    from .supervisor.control import ControlError, request
+
+    home = home or home_for_spec(spec)
+    if program is None or not probe_lock(home.lock_file).held:
+        stop(spec, home)
+        return start(spec, home, timeout=timeout, save=False)
+    try:
+        answer = request(home.control_socket, {"op": "restart", "program": program},
+                         timeout=_wait_budget(spec, timeout) + spec.program(program).stop_grace)
+    except ControlError as exc:
+        raise DaemonkitError(f"cannot restart program {program}", str(exc)) from None
+    if not answer.get("ok"):
+        raise DaemonkitError(f"program {program} failed to restart", str((answer.get("failed") or {}).get(program, "")),
+                             f"daemonkit logs {spec.name} --program {program}")
+    return StartResult(spec.name, str(home.path), None, [program], already_running=True, status=status_of(spec, home))
+
+
+def _stop_quietly(spec: Spec, home: Home, supervisor: Any) -> None:
+    try:
+        stop(spec, home)
+    except DaemonkitError:
+        from .proc.identity import terminate_tree
+
+        terminate_tree(supervisor, grace=2.0)
+
+
+def remove(name: str, app: str = "daemonkit") -> list[str]:
+    """Stop the daemon and delete its home (spec, records, logs)."""
+    spec, home = load_installed(name, app)
+    stop(spec, home)
+    shutil.rmtree(home.path)
+    sock_dir = home.control_socket.parent
+    if sock_dir != home.path and sock_dir.exists():
+        shutil.rmtree(sock_dir, ignore_errors=True)
+    return [f"stopped {name}", f"removed {home.path}"]
+
+
+def list_daemons(app: str = "daemonkit") -> list[DaemonStatus]:
+    out = []
+    for home in _known_homes(app):
+        try:
+            spec = load_spec(home.spec_file)
+            out.append(status_of(spec, home))
+        except DaemonkitError as exc:
+            out.append(DaemonStatus(home.name, str(home.path), False, "none", problems=[exc.message]))
+    return out
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def _tail(path: Path, n: int) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(max(0, size - 64 * 1024))
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join(lines[-n:])
+
+
+def _last_line(path: Path) -> str:
+    return _tail(path, 1).strip()
+
+
+tail_file = _tail

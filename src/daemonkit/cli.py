@@ -1,0 +1,355 @@
+"""The ``daemonkit`` command line (argparse; heavy modules are imported only by the command that needs them).
+
+Exit codes: 0 ok, 1 error, 2 usage (bad arguments or spec), 3 not running, 4 not installed.
+
+Host apps mount the same commands under their own CLI with ``add_commands(subparsers, spec=SPEC)``;
+then no NAME argument is taken, the app's spec is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from .errors import EXIT_ERROR, EXIT_NOT_RUNNING, EXIT_OK, EXIT_USAGE, DaemonkitError
+
+if TYPE_CHECKING:
+    from .paths import Home
+    from .spec import Spec
+
+Command = Callable[[argparse.Namespace, "Target"], int]
+
+
+class Target:
+    """Resolves which daemon a command acts on: a fixed spec (host apps) or NAME / --spec FILE."""
+
+    def __init__(self, spec: "Spec | None" = None, prog: str = "daemonkit") -> None:
+        self.fixed = spec
+        self.prog = prog
+
+    def resolve(self, args: argparse.Namespace, *, from_file: bool = True) -> tuple["Spec", "Home"]:
+        from . import api
+        from .spec import load_spec
+
+        if self.fixed is not None:
+            home = api.home_for_spec(self.fixed)
+            return self.fixed, home
+        spec_file = getattr(args, "spec", None) if from_file else None
+        if spec_file:
+            spec = load_spec(spec_file)
+            if args.name and args.name != spec.name:
+                raise DaemonkitError(f"NAME {args.name!r} does not match the spec's name {spec.name!r}",
+                                     hint=f"omit NAME or use {spec.name}")
+            return spec, api.home_for_spec(spec)
+        if not args.name:
+            raise DaemonkitError("which daemon?", "no NAME given", f"{self.prog} {args.command} NAME (see '{self.prog} list')")
+        return api.load_installed(args.name)
+
+    def cmd(self, text: str, name: str = "") -> str:
+        """A follow-up command to suggest, spelled for this CLI."""
+        if self.fixed is not None:
+            return f"{self.prog} {text}"
+        return f"{self.prog} {text} {name}".rstrip()
+
+
+# ------------------------------------------------------------------------------------------ commands
+
+
+def cmd_add(args: argparse.Namespace, target: Target) -> int:
+    from . import api
+    from .spec import Backoff, Program, Readiness, Spec
+
+    argv = list(args.argv)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    if not argv:
+        raise DaemonkitError("nothing to run", "no command after --", f"{target.prog} add {args.name} -- python3 -m myapp")
+    ready = None
+    for kind in ("tcp", "http", "file"):
+        value = getattr(args, f"ready_{kind}")
+        if value:
+            ready = Readiness(kind, value, args.ready_timeout)
+    if args.ready_notify:
+        ready = Readiness("notify", "", args.ready_timeout)
+    env = {}
+    for item in args.env or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise DaemonkitError(f"bad --env {item!r}", "expected KEY=VALUE")
+        env[key] = value
+    program = Program(name=args.program or args.name, argv=tuple(argv), cwd=args.cwd, env=env, restart=args.restart,
+                      stop_signal=args.stop_signal.upper().removeprefix("SIG"), stop_grace=args.stop_grace,
+                      ready=ready, backoff=Backoff())
+    spec = Spec(name=args.name, programs=(program,))
+    home = api.home_of(args.name)
+    if home.exists() and not args.force:
+        raise DaemonkitError(f"a daemon named {args.name!r} exists already", str(home.spec_file),
+                             f"{target.prog} add --force {args.name} -- ..., or {target.prog} remove {args.name}")
+    api.save_spec(spec, home)
+    print(f"added {args.name}: {' '.join(argv)}")
+    print(f"  spec: {home.spec_file}")
+    print(f"next: {target.prog} start {args.name}")
+    return EXIT_OK
+
+
+def cmd_remove(args: argparse.Namespace, target: Target) -> int:
+    from . import api
+
+    for line in api.remove(args.name):
+        print(line)
+    return EXIT_OK
+
+
+def cmd_start(args: argparse.Namespace, target: Target) -> int:
+    from . import api
+    from .render import render_status
+
+    spec, home = target.resolve(args)
+    result = api.start(spec, home, program=args.program, timeout=args.timeout)
+    for note in result.notes:
+        print(f"note: {note}")
+    what = f"program {args.program} of {spec.name}" if args.program else spec.name
+    print(f"started {what}" + (f" (supervisor pid {result.supervisor_pid})" if result.supervisor_pid else ""))
+    if result.status is not None:
+        print(render_status(result.status, color=_color()))
+    return EXIT_OK
+
+
+def cmd_stop(args: argparse.Namespace, target: Target) -> int:
+    from . import api
+
+    spec, home = target.resolve(args, from_file=False)
+    result = api.stop(spec, home, program=args.program, timeout=args.timeout)
+    for note in result.notes:
+        print(f"note: {note}")
+    if args.program:
+        print(f"stopped program {args.program} of {spec.name}")
+    elif result.was_running or result.killed:
+        print(f"stopped {spec.name}")
+    else:
+        print(f"{spec.name} was not running")
+    return EXIT_OK
+
+
+def cmd_restart(args: argparse.Namespace, target: Target) -> int:
+    from . import api
+    from .render import render_status
+
+    spec, home = target.resolve(args)
+    result = api.restart(spec, home, program=args.program, timeout=args.timeout)
+    print(f"restarted {args.program or spec.name}")
+    if result.status is not None:
+        print(render_status(result.status, color=_color()))
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace, target: Target) -> int:
+    from . import api
+    from .render import render_status
+
+    spec, home = target.resolve(args, from_file=False)
+    result = api.status_of(spec, home)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2, sort_keys=True))
+    else:
+        print(render_status(result, color=_color()))
+    return EXIT_OK if result.running else EXIT_NOT_RUNNING
+
+
+def cmd_list(args: argparse.Namespace, target: Target) -> int:
+    from . import api
+    from .render import render_list
+
+    daemons = api.list_daemons()
+    if args.json:
+        print(json.dumps([d.to_json() for d in daemons], indent=2, sort_keys=True))
+    else:
+        print(render_list(daemons))
+    return EXIT_OK
+
+
+def cmd_logs(args: argparse.Namespace, target: Target) -> int:
+    from .logview import show_logs
+
+    spec, home = target.resolve(args, from_file=False)
+    return show_logs(spec, home, lines=args.lines, follow=args.follow, program=args.program,
+                     stream=args.stream, events=args.events, as_json=args.json)
+
+
+def cmd_run(args: argparse.Namespace, target: Target) -> int:
+    """Run the supervisor in the foreground (Ctrl-C stops it and its programs)."""
+    from . import api
+    from .supervisor.engine import run_supervisor
+
+    spec, home = target.resolve(args)
+    home = api.save_spec(spec, home)
+    print(f"running {spec.name} in the foreground (home {home.path}); Ctrl-C to stop", file=sys.stderr)
+    return run_supervisor(spec, home, backend="foreground")
+
+
+def cmd_supervise(args: argparse.Namespace, target: Target) -> int:
+    """Internal: what service managers and detached spawns run."""
+    from .paths import Home
+    from .spec import load_spec
+    from .supervisor.engine import run_supervisor
+
+    home = Home(os.path.abspath(args.home)).ensure()
+    try:
+        spec = load_spec(home.spec_file)
+    except DaemonkitError as exc:
+        print(f"daemonkit supervise: {exc.message}", file=sys.stderr)
+        return 78  # configuration error: service managers must not restart us in a loop
+    return run_supervisor(spec, home, backend=args.backend or os.environ.get("DAEMONKIT_BACKEND", "detached"))
+
+
+def cmd_demo(args: argparse.Namespace, target: Target) -> int:
+    from .demo import run_demo
+
+    return run_demo(port=args.port, color=_color())
+
+
+# ------------------------------------------------------------------------------------------ parser
+
+
+def _name_arg(parser: argparse.ArgumentParser, target: Target, *, optional: bool = False, spec_file: bool = False) -> None:
+    if target.fixed is not None:
+        parser.set_defaults(name=None, spec=None)
+        return
+    parser.add_argument("name", metavar="NAME", nargs="?" if (optional or spec_file) else None,
+                        help="the daemon's name (see 'list')")
+    if spec_file:
+        parser.add_argument("--spec", metavar="FILE", help="a TOML spec file (copied into the daemon's home)")
+
+
+def add_commands(subparsers: Any, spec: "Spec | None" = None, *, prog: str = "daemonkit") -> Target:
+    """Add daemonkit's commands to an argparse ``subparsers`` object.
+
+    With ``spec`` (host apps) the commands act on that spec and take no NAME. Dispatch with
+    ``daemonkit.cli.dispatch(args)`` after parsing.
+    """
+    target = Target(spec, prog)
+
+    def sub(name: str, func: Command, help_text: str) -> argparse.ArgumentParser:
+        p = subparsers.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_daemonkit_func=func, _daemonkit_target=target, command=name)
+        return p
+
+    def prog_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--program", "-p", metavar="PROGRAM", help="act on one program of the daemon")
+
+    def timeout_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--timeout", type=float, metavar="SECONDS", help="how long to wait (default: from the spec)")
+
+    if spec is None:
+        p = sub("add", cmd_add, "write a one-program spec (like 'pm2 start')")
+        p.add_argument("name", metavar="NAME")
+        p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
+        p.add_argument("--program", help="program name (default: NAME)")
+        p.add_argument("--cwd")
+        p.add_argument("--env", action="append", metavar="KEY=VALUE")
+        p.add_argument("--restart", choices=("always", "on-failure", "never"), default="on-failure")
+        p.add_argument("--stop-signal", default="TERM")
+        p.add_argument("--stop-grace", type=float, default=10.0)
+        p.add_argument("--ready-tcp", metavar="HOST:PORT")
+        p.add_argument("--ready-http", metavar="URL")
+        p.add_argument("--ready-file", metavar="PATH")
+        p.add_argument("--ready-notify", action="store_true", help="the program sends READY=1 to $NOTIFY_SOCKET")
+        p.add_argument("--ready-timeout", type=float, default=30.0)
+        p.add_argument("--force", action="store_true", help="replace an existing spec of that name")
+
+        p = sub("remove", cmd_remove, "stop a daemon and delete its home (spec, records, logs)")
+        p.add_argument("name", metavar="NAME")
+
+    p = sub("start", cmd_start, "start the daemon and wait until its programs are ready")
+    _name_arg(p, target, spec_file=True)
+    prog_arg(p)
+    timeout_arg(p)
+
+    p = sub("stop", cmd_stop, "stop the daemon (or one program) gracefully")
+    _name_arg(p, target)
+    prog_arg(p)
+    timeout_arg(p)
+
+    p = sub("restart", cmd_restart, "restart the daemon (or one program)")
+    _name_arg(p, target, spec_file=True)
+    prog_arg(p)
+    timeout_arg(p)
+
+    p = sub("status", cmd_status, "show state (exit 3 when not running)")
+    _name_arg(p, target)
+    p.add_argument("--json", action="store_true", help="machine-readable output (schema daemonkit.status/1)")
+
+    p = sub("logs", cmd_logs, "show program output and the lifecycle events")
+    _name_arg(p, target)
+    prog_arg(p)
+    p.add_argument("-n", "--lines", type=int, default=20)
+    p.add_argument("-f", "--follow", action="store_true")
+    p.add_argument("--stream", choices=("out", "err", "both"), default="both")
+    p.add_argument("--events", action="store_true", help="the lifecycle ledger instead of program output")
+    p.add_argument("--json", action="store_true")
+
+    p = sub("run", cmd_run, "run the supervisor in the foreground")
+    _name_arg(p, target, spec_file=True)
+
+    if spec is None:
+        p = sub("list", cmd_list, "list daemons and their state")
+        p.add_argument("--json", action="store_true")
+
+        p = sub("demo", cmd_demo, "start the bundled demo gateway and show what daemonkit does")
+        p.add_argument("--port", type=int, default=0, help="port for the demo (default: a free one)")
+
+        p = subparsers.add_parser("supervise", help=argparse.SUPPRESS)
+        p.set_defaults(_daemonkit_func=cmd_supervise, _daemonkit_target=target, command="supervise")
+        p.add_argument("--home", required=True)
+        p.add_argument("--backend")
+    return target
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="daemonkit",
+        description="Keep background programs alive: start at login, stop, restart, diagnose.",
+        epilog="exit codes: 0 ok, 1 error, 2 usage, 3 not running, 4 not installed",
+    )
+    parser.add_argument("--version", action="version", version=f"daemonkit {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add_commands(subparsers)
+    return parser
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    """Run the command chosen by ``args``; turns DaemonkitErrors into one clear line and an exit code."""
+    func: Command | None = getattr(args, "_daemonkit_func", None)
+    if func is None:
+        return EXIT_USAGE
+    try:
+        return func(args, args._daemonkit_target)
+    except DaemonkitError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        if exc.details:
+            print(exc.details, file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    return dispatch(args)
+
+
+def _color() -> bool:
+    return sys.stdout.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
+
+
+__all__ = ["add_commands", "build_parser", "dispatch", "main", "EXIT_ERROR", "EXIT_NOT_RUNNING"]

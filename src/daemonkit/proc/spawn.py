@@ -1,0 +1,86 @@
+"""Start the supervisor detached from the caller, and know that it really started.
+
+POSIX: a new session (no controlling terminal, no SIGHUP when the terminal closes), stdin from
+/dev/null, stdout+stderr appended to the home's ``logs/supervisor.log``, cwd in the home.
+
+Windows: a hidden console (``CREATE_NO_WINDOW``; not ``DETACHED_PROCESS``, which cancels it and makes
+every console child of the daemon flash a window), a new process group, and
+``CREATE_BREAKAWAY_FROM_JOB`` so an Electron/terminal job does not take the daemon down with it. When the
+job forbids breakaway, CreateProcess fails with winerror 5 and we retry without it, recording that.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from ..compat import CREATE_BREAKAWAY_FROM_JOB, CREATE_NEW_PROCESS_GROUP, CREATE_NO_WINDOW, IS_WINDOWS
+from ..store.rotating import rotate
+from .identity import ProcessIdentity
+
+SUPERVISOR_LOG_MAX = 1024 * 1024
+SUPERVISOR_LOG_BACKUPS = 2
+
+
+@dataclass(frozen=True)
+class SpawnResult:
+    identity: ProcessIdentity
+    breakaway: bool | None  # Windows: whether the child left the caller's job; None on POSIX
+    note: str = ""
+
+
+def spawn_detached(argv: Sequence[str], *, log_path: Path, cwd: Path | None = None,
+                   env: Mapping[str, str] | None = None) -> SpawnResult:
+    """Start ``argv`` detached with its output appended to ``log_path``; returns its identity."""
+    log_path = Path(log_path)
+    try:
+        if log_path.stat().st_size > SUPERVISOR_LOG_MAX:
+            rotate(log_path, SUPERVISOR_LOG_BACKUPS)
+    except FileNotFoundError:
+        pass
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+    log_fd = os.open(log_path, flags, 0o600)
+    try:
+        common: dict[str, object] = dict(stdin=subprocess.DEVNULL, stdout=log_fd, stderr=subprocess.STDOUT,
+                                         cwd=str(cwd) if cwd else None, env=dict(env) if env is not None else None,
+                                         close_fds=True)
+        if IS_WINDOWS:
+            proc, breakaway, note = _spawn_windows(list(argv), common)
+        else:
+            proc = subprocess.Popen(list(argv), start_new_session=True, **common)  # type: ignore[call-overload]
+            breakaway, note = None, ""
+    finally:
+        os.close(log_fd)
+    identity = ProcessIdentity.of(proc.pid) or ProcessIdentity(proc.pid, 0.0)
+    # We never wait() for it: it is a daemon. Mark it handled so Popen.__del__ does not warn; the
+    # process is reparented to init (POSIX) when we exit.
+    proc.returncode = 0
+    return SpawnResult(identity, breakaway, note)
+
+
+def _spawn_windows(argv: list[str], common: dict[str, object]) -> tuple[subprocess.Popen[bytes], bool, str]:
+    base = CREATE_NO_WINDOW | CREATE_NEW_PROCESS_GROUP
+    try:
+        return subprocess.Popen(argv, creationflags=base | CREATE_BREAKAWAY_FROM_JOB, **common), True, ""  # type: ignore[call-overload]
+    except PermissionError as exc:
+        if getattr(exc, "winerror", None) != 5:
+            raise
+    proc = subprocess.Popen(argv, creationflags=base, **common)  # type: ignore[call-overload]
+    return proc, False, "the caller's job object denies breakaway (winerror 5); started inside it"
+
+
+def windowless_python() -> str:
+    """For Task Scheduler and Startup items, which would show a console window for ``python.exe``: the
+    GUI-subsystem ``pythonw.exe`` beside ``sys.executable`` when there is one. (A detached spawn from
+    our own process uses ``python.exe`` with ``CREATE_NO_WINDOW`` instead: a hidden console that the
+    daemon's console children inherit, so they do not flash windows either.)"""
+    exe = sys.executable
+    if IS_WINDOWS:
+        candidate = Path(exe).with_name("pythonw.exe")
+        if candidate.exists():
+            return str(candidate)
+    return exe

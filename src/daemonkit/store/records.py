@@ -1,0 +1,74 @@
+"""The supervisor's pid record and the state snapshot, read defensively.
+
+Both are written atomically (temp file + rename), so a reader sees a whole old or a whole new file.
+Readers never crash on what they find: a missing, empty, truncated, binary or wrongly shaped file is
+reported with a reason (``RecordProblem``) and treated as absent; the next supervisor rewrites it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .atomic import CorruptFile, read_json, write_json_atomic
+
+STATE_SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    """``data`` is the parsed record (or None); ``problem`` says why it is unusable ("" when fine or absent);
+    ``exists`` tells absent from unusable."""
+
+    data: dict[str, Any] | None
+    exists: bool
+    problem: str = ""
+
+
+def read_record(path: Path, required: tuple[str, ...] = ()) -> ReadResult:
+    try:
+        data = read_json(path)
+    except CorruptFile as exc:
+        return ReadResult(None, True, exc.reason)
+    except OSError as exc:
+        return ReadResult(None, True, f"cannot read: {exc.strerror or exc}")
+    if data is None:
+        return ReadResult(None, False)
+    if not isinstance(data, dict):
+        return ReadResult(None, True, "not a JSON object")
+    missing = [k for k in required if k not in data]
+    if missing:
+        return ReadResult(None, True, f"missing field(s): {', '.join(missing)}")
+    return ReadResult(data, True)
+
+
+def write_pid_record(path: Path, *, pid: int, create_time: float, argv: list[str], version: str,
+                     backend: str = "") -> dict[str, Any]:
+    record = {"pid": pid, "create_time": create_time, "argv": argv, "started_at": time.time(),
+              "version": version, "backend": backend}
+    write_json_atomic(path, record)
+    return record
+
+
+def read_pid_record(path: Path) -> ReadResult:
+    result = read_record(path, required=("pid", "create_time"))
+    if result.data is not None:
+        pid, ctime = result.data["pid"], result.data["create_time"]
+        if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0 or not isinstance(ctime, (int, float)):
+            return ReadResult(None, True, "pid/create_time have the wrong type")
+    return result
+
+
+def read_state(path: Path) -> ReadResult:
+    result = read_record(path, required=("supervisor", "programs"))
+    if result.data is not None and not isinstance(result.data.get("programs"), dict):
+        return ReadResult(None, True, "'programs' is not an object")
+    return result
+
+
+def write_state(path: Path, state: dict[str, Any]) -> None:
+    # No fsync: state is rewritten on every change and a lost snapshot is rebuilt by the next write;
+    # fsync here would put disk latency on the supervisor's hot path.
+    write_json_atomic(path, {"schema": STATE_SCHEMA, **state}, fsync=False)

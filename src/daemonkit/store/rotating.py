@@ -1,0 +1,87 @@
+"""Size-bounded, rotated append-only files (program logs, the event ledger, the supervisor log).
+
+A log that is never rotated once grew to 63 MB in one crash loop; here every file is capped at
+``max_bytes`` and at most ``backups`` older generations (``name.1`` … ``name.N``) are kept.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def rotate(path: Path, backups: int) -> None:
+    """Shift ``path`` → ``path.1`` → … → ``path.N``; the oldest generation is dropped."""
+    if backups <= 0:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        return
+    for i in range(backups - 1, 0, -1):
+        src = path.with_name(f"{path.name}.{i}")
+        if src.exists():
+            os.replace(src, path.with_name(f"{path.name}.{i + 1}"))
+    if path.exists():
+        os.replace(path, path.with_name(f"{path.name}.1"))
+
+
+def generations(path: Path, backups: int) -> list[Path]:
+    """Existing files of a rotated log, oldest first."""
+    files = [path.with_name(f"{path.name}.{i}") for i in range(backups, 0, -1)] + [path]
+    return [p for p in files if p.exists()]
+
+
+class RotatingFile:
+    """An append-only file that rotates itself before a write would pass ``max_bytes``.
+
+    The descriptor is opened lazily and kept; writes are plain ``os.write`` calls (no buffering, so a
+    crash loses nothing already written). A write failure (disk full) is reported to the caller once
+    per episode and the data dropped rather than blocking the supervisor.
+    """
+
+    def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
+        self.path = Path(path)
+        self.max_bytes = max_bytes
+        self.backups = backups
+        self._fd: int | None = None
+        self._size = 0
+        self.dropped_bytes = 0
+        self.last_error: str = ""
+
+    def _open(self) -> int:
+        if self._fd is None:
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+            self._fd = os.open(self.path, flags, 0o600)
+            self._size = os.fstat(self._fd).st_size
+        return self._fd
+
+    def write(self, data: bytes) -> bool:
+        """Append ``data``; returns False (and counts the bytes as dropped) when the write failed."""
+        if not data:
+            return True
+        try:
+            fd = self._open()
+            if self._size and self._size + len(data) > self.max_bytes:
+                self.close()
+                rotate(self.path, self.backups)
+                fd = self._open()
+            if len(data) > self.max_bytes:
+                data = data[-self.max_bytes:]  # a single huge chunk keeps its newest part
+            os.write(fd, data)
+            self._size += len(data)
+            self.last_error = ""
+            return True
+        except OSError as exc:
+            self.dropped_bytes += len(data)
+            self.last_error = exc.strerror or str(exc)
+            self.close()
+            return False
+
+    def close(self) -> None:
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+            self._fd = None

@@ -1,0 +1,188 @@
+"""The control channel: newline-delimited JSON requests over an owner-only Unix socket.
+
+Request:  ``{"op": "status" | "start" | "stop" | "restart" | "shutdown" | "wait", "program": NAME | null}``
+Response: ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``. Requests that change state are
+answered when the change has settled (a program is up or has failed; stopped), so clients need not
+poll. The socket lives in the 0700 home (or a 0700 temp dir) and, on Linux, peers of another uid
+are refused even if they got past the permissions (root excepted).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import struct
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+MAX_REQUEST = 64 * 1024
+
+Reply = Callable[[dict[str, Any]], None]
+
+
+class ControlServer:
+    def __init__(self, path: Path, loop: Any, handler: Callable[[dict[str, Any], Reply], None],
+                 on_refused: Callable[[str], None] = lambda why: None) -> None:
+        self.path = Path(path)
+        self.loop = loop
+        self.handler = handler
+        self.on_refused = on_refused
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old_umask = os.umask(0o077)
+        try:
+            self.sock.bind(str(self.path))
+        finally:
+            os.umask(old_umask)
+        os.chmod(self.path, 0o600)
+        self.sock.listen(128)
+        self.sock.setblocking(False)
+        loop.add_reader(self.sock.fileno(), self._accept)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            refusal = _peer_refusal(conn)
+            if refusal:
+                self.on_refused(refusal)
+                _send(conn, {"ok": False, "error": refusal})
+                conn.close()
+                continue
+            conn.setblocking(False)
+            _Connection(conn, self)
+
+    def close(self) -> None:
+        self.loop.remove_reader(self.sock.fileno())
+        self.sock.close()
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+
+
+class _Connection:
+    def __init__(self, conn: socket.socket, server: ControlServer) -> None:
+        self.conn = conn
+        self.server = server
+        self.buffer = b""
+        self.answered = False
+        server.loop.add_reader(conn.fileno(), self._on_readable)
+
+    def _on_readable(self) -> None:
+        try:
+            data = self.conn.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._close()
+            return
+        self.buffer += data
+        if b"\n" not in self.buffer:
+            if len(self.buffer) > MAX_REQUEST:
+                self.reply({"ok": False, "error": "request too large"})
+            return
+        line = self.buffer.split(b"\n", 1)[0]
+        self.server.loop.remove_reader(self.conn.fileno())
+        try:
+            request = json.loads(line)
+            if not isinstance(request, dict):
+                raise ValueError("not an object")
+        except ValueError as exc:
+            self.reply({"ok": False, "error": f"bad request: {exc}"})
+            return
+        self.server.handler(request, self.reply)
+
+    def reply(self, response: dict[str, Any]) -> None:
+        if self.answered:
+            return
+        self.answered = True
+        self.conn.setblocking(True)
+        self.conn.settimeout(2.0)
+        _send(self.conn, response)
+        self._close()
+
+    def _close(self) -> None:
+        self.server.loop.remove_reader(self.conn.fileno())
+        try:
+            self.conn.close()
+        except OSError:
+            pass
+
+
+def _send(conn: socket.socket, response: dict[str, Any]) -> None:
+    try:
+        conn.sendall((json.dumps(response, default=str) + "\n").encode())
+    except OSError:
+        pass
+
+
+def _peer_refusal(conn: socket.socket) -> str:
+    if not sys.platform.startswith("linux"):
+        return ""  # the 0700 directory is the guard elsewhere
+    try:
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        _pid, uid, _gid = struct.unpack("3i", creds)
+    except OSError:
+        return "cannot verify the peer's identity"
+    if uid not in (os.geteuid(), 0):
+        return f"uid {uid} may not control a supervisor of uid {os.geteuid()}"
+    return ""
+
+
+class ControlError(Exception):
+    pass
+
+
+def request(path: Path, message: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
+    """Send one request and wait for its answer. ``ControlError`` when nobody answers."""
+    deadline = time.monotonic() + timeout
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(str(path))
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            raise ControlError(f"no supervisor listening on {path}: {exc.strerror}") from None
+        except OSError as exc:
+            raise ControlError(f"cannot connect to {path}: {exc.strerror or exc}") from None
+        sock.sendall((json.dumps(message) + "\n").encode())
+        chunks = []
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ControlError(f"the supervisor did not answer within {timeout:g}s")
+            sock.settimeout(remaining)
+            try:
+                data = sock.recv(1 << 20)
+            except socket.timeout:
+                raise ControlError(f"the supervisor did not answer within {timeout:g}s") from None
+            if not data:
+                break
+            chunks.append(data)
+            if data.endswith(b"\n"):
+                break
+    finally:
+        sock.close()
+    raw = b"".join(chunks)
+    if not raw:
+        raise ControlError("the supervisor closed the connection without answering (is it shutting down?)")
+    try:
+        response = json.loads(raw)
+    except ValueError:
+        raise ControlError("the supervisor sent an unreadable answer") from None
+    if not isinstance(response, dict):
+        raise ControlError("the supervisor sent an unreadable answer")
+    return response

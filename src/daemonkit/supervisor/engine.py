@@ -1,0 +1,335 @@
+"""The supervisor engine: one per home, holding its lock, running the spec's programs.
+
+Event-driven throughout: deaths arrive as SIGCHLD (through the loop's wakeup fd) and are reaped with
+``waitid``; output, readiness messages and control requests arrive on file descriptors; timers exist
+only for pending backoffs, readiness deadlines, stop graces and the coalesced state write. Per-event
+work is a dict lookup and the program's own handling, independent of how many programs run.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import random
+import signal
+import sys
+import time
+from typing import Any, Callable
+
+from .. import __version__
+from ..errors import AlreadyRunningError
+from ..paths import Home
+from ..proc.identity import ProcessIdentity, terminate_tree
+from ..spec import Spec
+from ..store.events import EventLog
+from ..store.lock import SupervisorLock
+from ..store.records import read_state, write_pid_record, write_state
+from .control import ControlServer
+from .loop import Loop
+from .program import SETTLED_FAILED, UP_STATES, ProgramRunner
+from .readiness import notify_systemd
+
+STATE_FLUSH_DELAY = 0.02  # coalesce bursts of changes into one state.json write
+LOCK_RETRY = 0.5  # a `status` probe may hold the lock for an instant; don't mistake it for a rival
+
+
+class Engine:
+    def __init__(self, spec: Spec, home: Home, *, backend: str = "detached") -> None:
+        self.spec = spec
+        self.home = home
+        self.backend = backend
+        self.loop = Loop()
+        self.events = EventLog(home.events_file)
+        self.lock = SupervisorLock(home.lock_file)
+        self.rng = random.Random()
+        self.base_env = dict(os.environ)
+        self.devnull = os.open(os.devnull, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
+        self.runners: dict[str, ProgramRunner] = {}
+        self._by_pid: dict[int, ProgramRunner] = {}
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._flush_timer: Any = None
+        self._waiters: list[tuple[Callable[[], dict[str, Any] | None], Callable[[dict[str, Any]], None]]] = []
+        self._shutting_down = False
+        self._announced_ready = False
+        self.exit_code = 0
+        self.control: ControlServer | None = None
+        self.identity = ProcessIdentity.current()
+        self.started_at = time.time()
+
+    # ------------------------------------------------------------------ lifecycle
+    def acquire(self) -> None:
+        record = {"pid": self.identity.pid, "create_time": self.identity.create_time, "home": str(self.home.path),
+                  "version": __version__}
+        deadline = time.monotonic() + LOCK_RETRY
+        while not self.lock.acquire(record):
+            if time.monotonic() >= deadline:
+                raise AlreadyRunningError(
+                    f"daemon {self.spec.name!r} is already running", "another supervisor holds its lock",
+                    f"daemonkit status {self.spec.name}")
+            time.sleep(0.02)
+
+    def run(self) -> int:
+        """Run until shut down. Returns the supervisor's exit code (0 after a requested shutdown)."""
+        self.acquire()
+        try:
+            _raise_fd_limit()
+            _become_subreaper()
+            write_pid_record(self.home.pid_file, pid=self.identity.pid, create_time=self.identity.create_time,
+                             argv=sys.argv, version=__version__, backend=self.backend)
+            self.events.emit("supervisor-start", None, self.identity.pid, version=__version__, backend=self.backend,
+                             programs=len(self.spec.programs))
+            self._end_orphans()
+            self.control = ControlServer(self.home.control_socket, self.loop, self.handle_request,
+                                         on_refused=lambda why: self.events.emit("control", None, None, refused=why))
+            self.loop.add_signal_handler(signal.SIGCHLD, self.reap)
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                self.loop.add_signal_handler(signum, lambda s=signum: self.shutdown(f"signal {signal.Signals(s).name}"))
+            for program in self.spec.programs:
+                self.runners[program.name] = ProgramRunner(self, program)
+            for runner in self.runners.values():
+                if runner.program.autostart:
+                    runner.start("supervisor start")
+            self.flush_state()
+            self._check_announce()
+            self.loop.run()
+            return self.exit_code
+        finally:
+            self._cleanup()
+
+    def shutdown(self, reason: str = "shutdown requested") -> None:
+        if self._shutting_down:
+            return
+        self._shutting_down = True
+        notify_systemd("STOPPING=1")
+        for runner in self.runners.values():
+            runner.stop(reason)  # every program gets its stop signal now: graces run in parallel
+        self._maybe_finish()
+
+    def _maybe_finish(self) -> None:
+        if self._shutting_down and all(r.pid is None for r in self.runners.values()):
+            self.loop.stop()
+
+    def _cleanup(self) -> None:
+        for runner in self.runners.values():
+            runner.close()
+        if self.control is not None:
+            self.control.close()
+        if self.lock.held:
+            if self.runners:
+                self.flush_state(final=True)
+            self.events.emit("supervisor-stop", None, self.identity.pid, exit_code=self.exit_code)
+            try:
+                os.unlink(self.home.pid_file)
+            except OSError:
+                pass
+            self.lock.release()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        self.events.close()
+        self.loop.close()
+        os.close(self.devnull)
+
+    # ------------------------------------------------------------------ children
+    def register_pid(self, runner: ProgramRunner) -> None:
+        assert runner.pid is not None
+        self._by_pid[runner.pid] = runner
+
+    def reap(self) -> None:
+        """Collect every exited child. With ``waitid(WNOWAIT)`` we learn who exited *before* reaping, so the
+        program's process group can still be swept while its id is reserved."""
+        peek = hasattr(os, "waitid")
+        while True:
+            try:
+                if peek:
+                    info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+                    if info is None:
+                        return
+                    pid = info.si_pid
+                    runner = self._by_pid.get(pid)
+                    if runner is not None:
+                        runner.kill_leftovers()
+                    _, status = os.waitpid(pid, 0)
+                else:
+                    pid, status = os.waitpid(-1, os.WNOHANG)
+                    if pid == 0:
+                        return
+            except ChildProcessError:
+                return
+            runner = self._by_pid.pop(pid, None)
+            if runner is not None:
+                runner.on_exit(status)
+            # else: an orphaned grandchild reparented to us (we are a subreaper); reaping it is all.
+
+    def _end_orphans(self) -> None:
+        """Programs recorded by a previous supervisor that died without stopping them are ended, by
+        identity only (a recycled pid is left alone), all in parallel."""
+        previous = read_state(self.home.state_file)
+        if previous.data is None:
+            return
+        survivors: list[tuple[str, ProcessIdentity]] = []
+        for name, entry in previous.data.get("programs", {}).items():
+            identity = ProcessIdentity.from_record(entry) if isinstance(entry, dict) else None
+            if identity is None:
+                continue
+            if identity.is_alive():
+                survivors.append((str(name), identity))
+            else:
+                self.events.emit("orphan-gone", str(name), identity.pid)
+        if not survivors:
+            return
+        grace = min(self.spec.max_stop_grace, 10.0)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=min(16, len(survivors))) as pool:
+            results = list(pool.map(lambda item: terminate_tree(item[1], grace=grace), survivors))
+        for (name, identity), gone in zip(survivors, results):
+            self.events.emit("orphan-ended", name, identity.pid, clean=gone)
+
+    def pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="readiness")
+        return self._pool
+
+    # ------------------------------------------------------------------ state
+    def on_state_change(self, runner: ProgramRunner) -> None:
+        self.mark_dirty()
+        if self._waiters:
+            self._check_waiters()
+        if not self._announced_ready:
+            self._check_announce()
+        if self._shutting_down:
+            self._maybe_finish()
+
+    def mark_dirty(self) -> None:
+        if self._flush_timer is None:
+            self._flush_timer = self.loop.call_later(STATE_FLUSH_DELAY, self.flush_state)
+
+    def flush_state(self, final: bool = False) -> None:
+        self._flush_timer = None
+        try:
+            write_state(self.home.state_file, self.snapshot(final=final))
+        except OSError as exc:
+            # A full disk must not take the supervisor down; the live state stays available over the
+            # control socket, and the next change retries the write.
+            self.events.emit("log-write-failed", None, None, file="state.json", error=exc.strerror or str(exc))
+
+    def snapshot(self, final: bool = False) -> dict[str, Any]:
+        return {
+            "name": self.spec.name,
+            "supervisor": {
+                "pid": self.identity.pid,
+                "create_time": self.identity.create_time,
+                "state": "stopped" if final else ("stopping" if self._shutting_down else "running"),
+                "started_at": self.started_at,
+                "version": __version__,
+                "backend": self.backend,
+            },
+            "programs": {name: runner.snapshot() for name, runner in self.runners.items()},
+            "updated_at": time.time(),
+        }
+
+    def _check_announce(self) -> None:
+        if all(_settled(r) for r in self.runners.values() if r.program.autostart):
+            self._announced_ready = True
+            self.events.emit("supervisor-ready", None, self.identity.pid)
+            notify_systemd(f"READY=1\nMAINPID={os.getpid()}\nSTATUS={self._status_line()}")
+
+    def _status_line(self) -> str:
+        up = sum(1 for r in self.runners.values() if r.state in UP_STATES)
+        return f"{up}/{len(self.runners)} programs up"
+
+    # ------------------------------------------------------------------ control requests
+    def handle_request(self, request: dict[str, Any], reply: Callable[[dict[str, Any]], None]) -> None:
+        op = request.get("op")
+        name = request.get("program")
+        if op == "status":
+            reply({"ok": True, "state": self.snapshot()})
+            return
+        if op == "shutdown":
+            self.events.emit("control", None, None, op="shutdown")
+            reply({"ok": True, "stopping": [r.name for r in self.runners.values() if r.pid is not None]})
+            self.shutdown("shutdown requested")
+            return
+        if op not in ("start", "stop", "restart", "wait"):
+            reply({"ok": False, "error": f"unknown op {op!r}"})
+            return
+        if name is not None and name not in self.runners:
+            reply({"ok": False, "error": f"no program named {name!r} (known: {', '.join(self.runners)})"})
+            return
+        if self._shutting_down:
+            reply({"ok": False, "error": "the supervisor is shutting down"})
+            return
+        targets = [self.runners[name]] if name else list(self.runners.values())
+        if op != "wait":
+            self.events.emit("control", name, None, op=op)
+        for runner in targets:
+            if op == "start":
+                runner.start("start requested")
+            elif op == "stop":
+                runner.stop("stop requested")
+            elif op == "restart":
+                runner.restart()
+        want = "down" if op == "stop" else "up"
+        self._waiters.append((lambda: _outcome(targets, want), reply))
+        self._check_waiters()
+
+    def _check_waiters(self) -> None:
+        pending = []
+        for check, reply in self._waiters:
+            outcome = check()
+            if outcome is None:
+                pending.append((check, reply))
+            else:
+                outcome["state"] = self.snapshot()
+                reply(outcome)
+        self._waiters = pending
+
+
+def _settled(runner: ProgramRunner) -> bool:
+    if runner.state == "stopped" and runner.want_up:
+        return False  # about to start
+    return runner.state in UP_STATES or runner.state in SETTLED_FAILED
+
+
+def _outcome(targets: list[ProgramRunner], want: str) -> dict[str, Any] | None:
+    """None while any target is still on its way; otherwise the answer to the request."""
+    if want == "down":
+        if any(r.pid is not None for r in targets):
+            return None
+        return {"ok": True}
+    if not all(_settled(r) for r in targets):
+        return None
+    failed = {r.name: f"{r.state}: {r.reason}" for r in targets if r.state not in UP_STATES}
+    return {"ok": not failed, "failed": failed}
+
+
+def _raise_fd_limit() -> None:
+    """Each program costs a few descriptors (two pipes, two logs); 1000 programs need more than the
+    usual soft limit of 1024."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        target = hard if hard != resource.RLIM_INFINITY else 65536
+        if soft < target:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(target, 65536), hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
+def _become_subreaper() -> None:
+    """Linux: orphaned grandchildren of our programs are reparented to us, not to init, so they stay
+    in view (and reaped) instead of escaping supervision."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_CHILD_SUBREAPER = 36
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def run_supervisor(spec: Spec, home: Home, *, backend: str = "detached") -> int:
+    engine = Engine(spec, home, backend=backend)
+    return engine.run()

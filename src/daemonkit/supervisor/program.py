@@ -1,0 +1,459 @@
+"""One supervised program: its process, its state machine, its output and its readiness.
+
+States (see docs/concepts.md): stopped, starting, running, ready, backoff, crashloop, stopping,
+exited, config-error. ``running`` means up with no readiness check (it survived ``min_uptime``);
+``ready`` means up and its readiness check passed.
+
+The program's main process is our child and is reaped only by the engine, so until we reap it its pid
+(and its process group, which it leads) cannot be reused: signalling ``self.pid`` before the reap is
+identity-safe by construction, with no create-time lookup on the hot path.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from ..spec import Program
+from ..store.rotating import RotatingFile
+from . import policy
+from .readiness import NotifyListener, check_once
+
+if TYPE_CHECKING:
+    from .engine import Engine
+    from .loop import Timer
+
+UP_STATES = ("running", "ready")
+# States in which a start request has an answer: up, or failed in a way that needs a human or time.
+SETTLED_FAILED = ("backoff", "crashloop", "config-error", "exited", "stopped")
+READ_CHUNK = 65536
+
+
+class ProgramRunner:
+    def __init__(self, engine: "Engine", program: Program) -> None:
+        self.engine = engine
+        self.program = program
+        self.name = program.name
+        self.state = "stopped"
+        self.reason = ""  # why it is in this state (human-readable)
+        self.status_text = ""  # the program's own STATUS= message, if it sends one
+        self.pid: int | None = None
+        self.pgid_alive = False
+        self.generation = 0
+        self.started_mono = 0.0
+        self.started_wall = 0.0
+        self.since = time.time()
+        self.restarts = 0
+        self.quick_deaths = 0
+        self.recent_starts: deque[float] = deque()
+        self.last_exit: dict[str, Any] | None = None
+        self.ready = False
+        self.want_up = False
+        self.ready_timed_out = False
+        self.restart_after_stop = False
+        self.popen: subprocess.Popen[bytes] | None = None
+        self._timer: "Timer | None" = None
+        self._deadline_timer: "Timer | None" = None
+        self._out_fd: int | None = None
+        self._err_fd: int | None = None
+        home = engine.home
+        self.out_log = RotatingFile(home.program_log(self.name, "out"), program.logs.max_bytes, program.logs.backups)
+        self.err_log = RotatingFile(home.program_log(self.name, "err"), program.logs.max_bytes, program.logs.backups)
+        self.notify: NotifyListener | None = None
+        self._create_time: float | None = None
+        self._create_time_gen = -1
+        self._executable, self._env = self._prepare()
+
+    # ------------------------------------------------------------------ preparation (once, not per restart)
+    def _prepare(self) -> tuple[str | None, dict[str, str]]:
+        env = dict(self.engine.base_env)
+        env.update(self.program.env)
+        env.pop("NOTIFY_SOCKET", None)  # the supervisor's own manager socket is not the program's
+        if self.program.ready is not None and self.program.ready.kind == "notify":
+            self.notify = NotifyListener(self.engine.home.notify_socket(self.name))
+            self.engine.loop.add_reader(self.notify.fileno(), self._on_notify)
+            env["NOTIFY_SOCKET"] = str(self.notify.path)
+        env["DAEMONKIT_PROGRAM"] = self.name
+        env["DAEMONKIT_HOME"] = str(self.engine.home.path.parent)
+        argv0 = self.program.argv[0]
+        cwd = self.program.cwd
+        if os.sep in argv0 or (os.altsep and os.altsep in argv0):
+            path = argv0 if os.path.isabs(argv0) or cwd is None else os.path.join(cwd, argv0)
+            executable = path if os.access(path, os.X_OK) and os.path.isfile(path) else None
+        else:
+            executable = shutil.which(argv0, path=env.get("PATH", os.defpath))
+        return executable, env
+
+    # ------------------------------------------------------------------ requests
+    def start(self, reason: str = "start requested") -> None:
+        """Explicit start: clears crash-loop, backoff and config-error holds."""
+        self.want_up = True
+        if self.pid is not None:
+            if self.state == "stopping":
+                self.restart_after_stop = True
+            return
+        self._cancel_timer()
+        self.quick_deaths = 0
+        self.recent_starts.clear()
+        self._spawn(reason)
+
+    def stop(self, reason: str = "stop requested") -> None:
+        self.want_up = False
+        self.restart_after_stop = False
+        self._cancel_timer()
+        self._cancel_deadline()
+        if self.pid is None:
+            if self.state != "stopped":
+                self._set_state("stopped", reason)
+            return
+        if self.state == "stopping":
+            return
+        self._set_state("stopping", reason)
+        self._signal_group(self.program.signal_number)
+        self.engine.events.emit("stop", self.name, self.pid, reason=reason)
+        self._timer = self.engine.loop.call_later(self.program.stop_grace, self._kill_after_grace)
+
+    def restart(self) -> None:
+        if self.pid is None:
+            self.start("restart requested")
+            return
+        self.engine.events.emit("restart", self.name, self.pid)
+        self.stop("restart requested")
+        self.want_up = True
+        self.restart_after_stop = True
+
+    # ------------------------------------------------------------------ spawning
+    def _spawn(self, reason: str) -> None:
+        self.generation += 1
+        self.ready = False
+        self.ready_timed_out = False
+        now = time.monotonic()
+        self.recent_starts.append(now)
+        if self._executable is None:
+            self._spawn_failed(f"executable not found: {self.program.argv[0]!r}")
+            return
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        try:
+            self.popen = subprocess.Popen(
+                self.program.argv, executable=self._executable, stdin=self.engine.devnull,
+                stdout=out_w, stderr=err_w, cwd=self.program.cwd, env=self._env,
+                start_new_session=True, close_fds=True,
+            )
+        except OSError as exc:
+            for fd in (out_r, out_w, err_r, err_w):
+                os.close(fd)
+            self._spawn_failed(f"cannot start {self.program.argv[0]!r}: {exc.strerror or exc}")
+            return
+        finally:
+            # Closed in the parent in every case; on failure the except branch already closed them.
+            for fd in (out_w, err_w):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self.pid = self.popen.pid
+        self.pgid_alive = True
+        self.started_mono = now
+        self.started_wall = time.time()
+        self.engine.register_pid(self)
+        self._attach_output(out_r, err_r)
+        self.engine.events.emit("spawn", self.name, self.pid, reason=reason)
+        self._set_state("starting", reason)
+        self._arm_readiness()
+
+    def _spawn_failed(self, why: str) -> None:
+        self.engine.events.emit("spawn-failed", self.name, None, reason=why)
+        self.last_exit = {"code": None, "signal": None, "at": time.time(), "error": why}
+        self._after_death(returncode=127, signalled=False, uptime=0.0, why=why)
+
+    def _attach_output(self, out_r: int, err_r: int) -> None:
+        self._detach_output()
+        for fd in (out_r, err_r):
+            os.set_blocking(fd, False)
+        self._out_fd, self._err_fd = out_r, err_r
+        self.engine.loop.add_reader(out_r, lambda: self._pump(out_r, self.out_log, "out"))
+        self.engine.loop.add_reader(err_r, lambda: self._pump(err_r, self.err_log, "err"))
+
+    def _pump(self, fd: int, log: RotatingFile, stream: str) -> None:
+        # One bounded read per wakeup: a flooding program gets its turn like everyone else and
+        # never starves the restarts of others.
+        try:
+            data = os.read(fd, READ_CHUNK)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.engine.loop.remove_reader(fd)
+            os.close(fd)
+            if stream == "out":
+                self._out_fd = None
+            else:
+                self._err_fd = None
+            return
+        if not log.write(data) and log.dropped_bytes == len(data):
+            self.engine.events.emit("log-write-failed", self.name, self.pid, stream=stream, error=log.last_error)
+
+    def _detach_output(self) -> None:
+        for fd in (self._out_fd, self._err_fd):
+            if fd is not None:
+                self.engine.loop.remove_reader(fd)
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._out_fd = self._err_fd = None
+
+    # ------------------------------------------------------------------ readiness
+    def _arm_readiness(self) -> None:
+        ready = self.program.ready
+        generation = self.generation
+        if ready is None:
+            # No check: "up" means it survived min_uptime, so a program that dies on import is never
+            # reported as started.
+            delay = min(self.program.backoff.min_uptime, 1.0)
+            self._timer = self.engine.loop.call_later(delay, lambda: self._mark_up(generation, "running", "alive after start"))
+            return
+        self._deadline_timer = self.engine.loop.call_later(ready.timeout, lambda: self._ready_deadline(generation))
+        if ready.kind == "notify":
+            return
+        self._attempt(generation, 0.02)
+
+    def _attempt(self, generation: int, delay: float) -> None:
+        def run() -> None:
+            if generation != self.generation or self.state != "starting":
+                return
+            ready = self.program.ready
+            assert ready is not None
+            if ready.kind == "file":
+                self._attempt_done(generation, delay, *check_once(ready))
+                return
+            future = self.engine.pool().submit(check_once, ready)
+            future.add_done_callback(lambda f: self.engine.loop.call_soon_threadsafe(
+                lambda: self._attempt_done(generation, delay, *_result(f))))
+
+        self._timer = self.engine.loop.call_later(delay, run)
+
+    def _attempt_done(self, generation: int, delay: float, ok: bool, evidence: str) -> None:
+        if generation != self.generation or self.state != "starting":
+            return
+        if ok:
+            self._mark_up(generation, "ready", evidence)
+        else:
+            self.reason = f"waiting for readiness: {evidence}"
+            self._attempt(generation, min(delay * 2 if delay else 0.05, 0.5))
+
+    def _on_notify(self) -> None:
+        assert self.notify is not None
+        for fields in self.notify.read_messages():
+            if "STATUS" in fields:
+                self.status_text = fields["STATUS"][:200]
+                self.engine.mark_dirty()
+            if fields.get("READY") == "1" and self.state == "starting":
+                self._mark_up(self.generation, "ready", "READY=1 received")
+
+    def _ready_deadline(self, generation: int) -> None:
+        if generation != self.generation or self.state != "starting":
+            return
+        ready = self.program.ready
+        assert ready is not None
+        why = f"not ready within {ready.timeout:g}s ({self.reason or ready.kind})"
+        self.engine.events.emit("ready-timeout", self.name, self.pid, reason=why)
+        self.ready_timed_out = True
+        self.want_up = True
+        self.restart_after_stop = False
+        self._set_state("stopping", why)
+        self._cancel_timer()
+        self._signal_group(self.program.signal_number)
+        self._timer = self.engine.loop.call_later(self.program.stop_grace, self._kill_after_grace)
+
+    def _mark_up(self, generation: int, state: str, evidence: str) -> None:
+        if generation != self.generation or self.state != "starting":
+            return
+        self._cancel_deadline()
+        self.ready = True
+        if state == "ready":
+            self.engine.events.emit("ready", self.name, self.pid, evidence=evidence)
+        self._set_state(state, evidence)
+
+    # ------------------------------------------------------------------ death
+    def on_exit(self, status: int) -> None:
+        """Called by the engine after it reaped our main process."""
+        code = os.waitstatus_to_exitcode(status)
+        signalled = code < 0
+        uptime = time.monotonic() - self.started_mono
+        pid = self.pid
+        self.pid = None
+        if self.popen is not None:
+            self.popen.returncode = code  # reaped by the engine; keeps Popen.__del__ quiet
+            self.popen = None
+        self._cancel_timer()
+        self._cancel_deadline()
+        self.ready = False
+        sig_name = _signal_name(-code) if signalled else None
+        self.last_exit = {"code": None if signalled else code, "signal": sig_name, "at": time.time(),
+                          "uptime": round(uptime, 3)}
+        self.engine.events.emit("exit", self.name, pid, code=None if signalled else code, signal=sig_name,
+                                uptime=round(uptime, 3))
+        if self.state == "stopping" and not self.ready_timed_out:
+            if self.restart_after_stop and self.want_up:
+                self.restart_after_stop = False
+                self.restarts += 1
+                self._spawn("restart requested")
+            else:
+                self._set_state("stopped", "stopped on request")
+            return
+        why = f"exited with {'signal ' + str(sig_name) if signalled else 'code ' + str(code)} after {uptime:.2f}s"
+        if self.ready_timed_out:
+            why = self.reason
+            signalled, code = False, 1
+        self._after_death(returncode=code, signalled=signalled, uptime=uptime, why=why)
+
+    def _after_death(self, *, returncode: int, signalled: bool, uptime: float, why: str) -> None:
+        backoff = self.program.backoff
+        if uptime >= backoff.min_uptime:
+            self.quick_deaths = 0
+        else:
+            self.quick_deaths += 1
+        if not self.want_up:
+            self._set_state("stopped", why)
+            return
+        decision = policy.decide(
+            self.program.restart, backoff, returncode=returncode, signalled=signalled, uptime=uptime,
+            quick_deaths=self.quick_deaths, recent_starts=self.recent_starts, now=time.monotonic(),
+            rng=self.engine.rng,
+        )
+        if decision.action == "config-error":
+            self.want_up = False
+            self.engine.events.emit("config-error", self.name, None, reason=why)
+            self._set_state("config-error", f"{why}; fix the configuration, then start it again")
+        elif decision.action == "stay-exited":
+            self._set_state("exited", f"{why}; {decision.reason}")
+        elif decision.action == "crashloop":
+            self.engine.events.emit("crashloop", self.name, None, reason=decision.reason, retry_in=decision.delay)
+            self._set_state("crashloop", f"{why}; {decision.reason}; retrying in {decision.delay:g}s")
+            self._timer = self.engine.loop.call_later(decision.delay, self._retry_after_cooldown)
+        elif decision.delay <= 0:
+            self.restarts += 1
+            self._spawn(decision.reason or why)
+        else:
+            self.engine.events.emit("backoff", self.name, None, delay=round(decision.delay, 3), reason=why)
+            self._set_state("backoff", f"{why}; restarting in {decision.delay:.2f}s")
+            self._timer = self.engine.loop.call_later(decision.delay, self._restart_after_backoff)
+
+    def _restart_after_backoff(self) -> None:
+        self._timer = None
+        if self.want_up and self.pid is None:
+            self.restarts += 1
+            self._spawn("restart after backoff")
+
+    def _retry_after_cooldown(self) -> None:
+        self._timer = None
+        if self.want_up and self.pid is None:
+            self.quick_deaths = 0
+            self.recent_starts.clear()
+            self.restarts += 1
+            self._spawn("retry after crash-loop cooldown")
+
+    def _kill_after_grace(self) -> None:
+        self._timer = None
+        if self.pid is not None:
+            self.engine.events.emit("kill", self.name, self.pid, grace=self.program.stop_grace)
+            self._signal_group(signal.SIGKILL)
+
+    def _signal_group(self, sig: int) -> None:
+        """Signal the program's process group. Only called while ``self.pid`` is unreaped (see module doc)."""
+        if self.pid is None:
+            return
+        try:
+            os.killpg(self.pid, sig)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            try:
+                os.kill(self.pid, sig)
+            except OSError:
+                pass
+
+    def kill_leftovers(self) -> None:
+        """The main process has exited but is not reaped yet, so its group id is still reserved:
+        end whatever else is left in the group (double-forked children), as systemd does with a
+        service's cgroup when its main process exits."""
+        if self.pid is not None and sys.platform != "win32":
+            try:
+                os.killpg(self.pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _set_state(self, state: str, reason: str = "") -> None:
+        self.state = state
+        self.reason = reason
+        self.since = time.time()
+        self.engine.on_state_change(self)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _cancel_deadline(self) -> None:
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+            self._deadline_timer = None
+
+    def snapshot(self) -> dict[str, Any]:
+        create_time = None
+        if self.pid is not None:
+            # Looked up once per spawn, off the restart path (snapshots are coalesced).
+            if self._create_time_gen != self.generation:
+                from ..proc.identity import ProcessIdentity
+
+                identity = ProcessIdentity.of(self.pid)
+                self._create_time = identity.create_time if identity else None
+                self._create_time_gen = self.generation
+            create_time = self._create_time
+        return {
+            "state": self.state,
+            "reason": self.reason,
+            "status_text": self.status_text,
+            "pid": self.pid,
+            "create_time": create_time,
+            "pgid": self.pid,
+            "ready": self.ready,
+            "restarts": self.restarts,
+            "last_exit": self.last_exit,
+            "since": self.since,
+            "started_at": self.started_wall if self.pid is not None else None,
+            "autostart": self.program.autostart,
+        }
+
+    def close(self) -> None:
+        self._detach_output()
+        self.out_log.close()
+        self.err_log.close()
+        if self.notify is not None:
+            self.engine.loop.remove_reader(self.notify.fileno())
+            self.notify.close()
+
+
+def _result(future: Any) -> tuple[bool, str]:
+    try:
+        return future.result()
+    except Exception as exc:  # a check must never take the loop down
+        return False, f"check failed: {exc}"
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return str(signum)
