@@ -58,6 +58,7 @@ def test_plist_keys(backend: LaunchdBackend, home: Home) -> None:
     assert job["StandardOutPath"] == str(home.logs_dir / "launchd.out.log")
     assert job["StandardErrorPath"] == str(home.logs_dir / "launchd.err.log")
     assert job["Umask"] == 0o077
+    assert job["EnvironmentVariables"] == {"PYTHONUNBUFFERED": "1", "DAEMONKIT_BACKEND": "launchd"}
     assert "UserName" not in job
     assert load(backend, home, restart="always")["KeepAlive"] is True
 

@@ -32,6 +32,7 @@ def test_user_unit_maps_the_contract() -> None:
     assert unit[("Service", "TimeoutStopSec")] == ["28"]  # ceil(12.5) + 15: never SIGKILL mid-drain
     assert unit[("Service", "TimeoutStartSec")] == ["75"]  # readiness 45 + 30
     assert unit[("Install", "WantedBy")] == ["default.target"]
+    assert unit[("Service", "Environment")] == ["PYTHONUNBUFFERED=1 DAEMONKIT_BACKEND=systemd"]
     assert ("Service", "User") not in unit
 
 

@@ -76,7 +76,7 @@ def plist_dict(spec: "Spec", home: "Home", python: str, *, run_as: str | None = 
         # Only what escapes the supervisor's own logging (an import error, a traceback at start).
         "StandardOutPath": str(home.logs_dir / "launchd.out.log"),
         "StandardErrorPath": str(home.logs_dir / "launchd.err.log"),
-        "EnvironmentVariables": {"PYTHONUNBUFFERED": "1"},
+        "EnvironmentVariables": {"PYTHONUNBUFFERED": "1", "DAEMONKIT_BACKEND": "launchd"},
         "Umask": 0o077,
     }
     if spec.scope == "system" and run_as:

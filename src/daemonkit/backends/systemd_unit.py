@@ -150,8 +150,9 @@ def render_unit(spec: "Spec", argv: Sequence[str], *, scope: str, run_as: RunAs 
         "KillMode=mixed",
         # Runtime files (state, logs, sockets) are owner-only whatever the manager's umask is.
         "UMask=0077",
-        # The journal shows the supervisor's own output live and labelled, not as "python3".
-        "Environment=PYTHONUNBUFFERED=1",
+        # The journal shows the supervisor's own output live and labelled, not as "python3"; the
+        # supervisor records which manager runs it (state.json, status).
+        "Environment=PYTHONUNBUFFERED=1 DAEMONKIT_BACKEND=systemd",
         f"SyslogIdentifier={unit_name(spec).removesuffix('.service')}",
     ]
     if scope == "system":
