@@ -221,7 +221,7 @@ def test_linger_enabled_where_allowed(ctx: BackendContext, fake: FakeSystemd, ho
 
 def test_linger_unknown_says_what_to_do(ctx: BackendContext, fake: FakeSystemd, home: Home) -> None:
     fake.linger = None
-    lines = SystemdBackend(ctx, manage_linger=False).install(make_spec(), home)
+    lines = SystemdBackend(ctx).install(make_spec(), home)
     assert any("could not tell whether linger is on" in line and "enable-linger" in line for line in lines)
     assert not any("enable-linger" in call for call in fake.calls)
 

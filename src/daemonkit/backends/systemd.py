@@ -374,22 +374,22 @@ class SystemdBackend:
             return False, "loginctl: the user is not lingering"
         if linger_dir.is_dir():
             return False, f"{linger_dir / user} does not exist"
-        return None, f"loginctl could not tell ({result.summary(120)})"
+        return None, f"loginctl: {result.summary(120)}"
 
     def _linger_lines(self, spec: "Spec", *, try_enable: bool) -> list[str]:
         user = self._user_name()
         state, evidence = self.linger()
         if state:
             return [f"linger is on for {user}: {spec.name} keeps running after you log out and starts at boot"]
+        if state is None:  # logind unreachable: enabling would fail the same way
+            return [f"could not tell whether linger is on for {user} ({evidence}): if {spec.name} must run "
+                    f"while you are logged out, run: sudo loginctl enable-linger {user}"]
         failure = ""
         if try_enable:
             result = self.ctx.runner.run(["loginctl", "--no-ask-password", "enable-linger", user], timeout=QUICK)
             if result.ok:
                 return [f"enabled linger for {user}: {spec.name} keeps running after you log out and starts at boot"]
-            failure = f"; enabling it was not allowed: {result.summary(120)}"
-        if state is None:
-            return [f"could not tell whether linger is on for {user} ({evidence}{failure}): if {spec.name} must run "
-                    f"while you are logged out, run: sudo loginctl enable-linger {user}"]
+            failure = f"; enabling it failed: {result.summary(120)}"
         return [f"linger is off for {user} ({evidence}{failure}): systemd stops {spec.name} when your last "
                 f"session ends and starts it again at your next login, not at boot; to keep it running: "
                 f"sudo loginctl enable-linger {user}"]

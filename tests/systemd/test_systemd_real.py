@@ -1,0 +1,165 @@
+"""The systemd lane: a real ``systemd --user`` and journald (tests/envs/with-systemd-user.sh), a
+non-root user, a venv from Debian's python3, and daemonkit's own supervisor under the unit.
+
+Two harness runs share one $HOME: the first is a session that installs, kills and breaks the
+supervisor; the second is the next login, where the enabled unit must start by itself, and then
+uninstall must leave $HOME exactly as it was. Skips, with the reason, where the lane cannot run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+HARNESS = ROOT / "tests" / "envs" / "with-systemd-user.sh"
+SETUP = "bash tests/envs/setup-systemd.sh"
+VENV = Path(os.environ.get("DAEMONKIT_SD_VENV", "/var/cache/daemonkit-tests/systemd/venv"))
+USER = "sdtest"
+UNIT = "daemonkit-demo.service"
+
+
+def why_not() -> str | None:
+    if not sys.platform.startswith("linux"):
+        return "Linux only"
+    if os.geteuid() != 0:
+        return "needs root (the harness makes namespaces, then runs as the test user)"
+    for tool in ("unshare", "setpriv", "systemctl", "journalctl"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed: run {SETUP}"
+    if not Path("/lib/systemd/systemd").exists():
+        return f"no systemd binary at /lib/systemd/systemd: run {SETUP}"
+    import pwd
+
+    try:
+        pwd.getpwnam(USER)
+    except KeyError:
+        return f"test user {USER} does not exist: run {SETUP}"
+    if not (VENV / "bin" / "python").exists():
+        return f"no venv at {VENV}: run {SETUP}"
+    return None
+
+
+def sync_package() -> None:
+    """Put this checkout's daemonkit into the lane's venv (the setup's copy may be older)."""
+    purelib = subprocess.run([str(VENV / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True, timeout=30).stdout.strip()
+    target = Path(purelib) / "daemonkit"
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(ROOT / "src" / "daemonkit", target, ignore=shutil.ignore_patterns("__pycache__"))
+    for path in [target, *target.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def harness(phase: str, work: Path) -> dict[str, Any]:
+    argv = ["bash", str(HARNESS), USER, "--", str(VENV / "bin" / "python"), str(work / "sd_driver.py"), phase, str(work)]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "SDU_HOME": str(work / "home")})
+    result = work / f"{phase}.json"
+    assert result.exists(), f"{phase}: the driver wrote nothing (rc {proc.returncode})\n{proc.stdout}\n{proc.stderr}"
+    obs = json.loads(result.read_text())
+    assert "error" not in obs and proc.returncode == 0, \
+        f"{phase} failed (rc {proc.returncode}):\n{obs.get('error')}\n{proc.stderr[-3000:]}\n{json.dumps(obs, indent=1)[:4000]}"
+    return obs
+
+
+@pytest.fixture(scope="module")
+def lane() -> Iterator[dict[str, Any]]:
+    why = why_not()
+    if why:
+        pytest.skip(f"systemd lane skipped: {why}")
+    sync_package()
+    import pwd
+
+    entry = pwd.getpwnam(USER)
+    # Not under pytest's tmp dir: that is root's and mode 700, so the test user could not enter it.
+    work = Path(tempfile.mkdtemp(prefix="dk-sd-", dir="/tmp"))
+    try:
+        # Quoting end to end: the unit's ExecStart carries this home path to the supervisor.
+        dk_home = work / "odd dir 100% $HOME 'q' \"d\" back\\slash" / "demo"
+        shutil.copy(Path(__file__).with_name("sd_driver.py"), work / "sd_driver.py")
+        (work / "config.json").write_text(json.dumps({"dk_home": str(dk_home)}))
+        for path in [work, *work.iterdir()]:
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+        first = harness("first", work)
+        second = harness("second", work)
+        yield {"first": first, "second": second, "dk_home": str(dk_home), "python": str(VENV / "bin" / "python")}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_install_starts_the_unit(lane: dict[str, Any]) -> None:
+    first = lane["first"]
+    props = first["after_install"]
+    assert (props["ActiveState"], props["SubState"], props["UnitFileState"]) == ("active", "running", "enabled")
+    assert props["FragmentPath"].endswith("/.config/systemd/user/" + UNIT)
+    assert any(line.startswith("wrote ") for line in first["install"])
+    assert f"started {UNIT}" in first["install"]
+
+
+def test_execstart_quoting_reaches_the_supervisor_intact(lane: dict[str, Any]) -> None:
+    assert lane["first"]["cmdline"] == [lane["python"], "-m", "daemonkit", "supervise", "--home", lane["dk_home"]]
+
+
+def test_reinstall_unchanged_changes_nothing(lane: dict[str, Any]) -> None:
+    assert lane["first"]["reinstall"][0] == f"{UNIT} is already running and up to date"
+
+
+def test_kill_9_of_the_supervisor_is_restarted_and_old_programs_end(lane: dict[str, Any]) -> None:
+    first = lane["first"]
+    assert first["after_kill"]["NRestarts"] == "1"
+    assert first["after_kill"]["MainPID"] != first["after_install"]["MainPID"]
+    assert first["old_prog_gone"] and first["prog_pid_2"] != first["prog_pid_1"]
+
+
+def test_exit_78_stops_without_restarting(lane: dict[str, Any]) -> None:
+    first = lane["first"]
+    after, later = first["after_78"], first["after_78_later"]
+    assert (after["Result"], after["ExecMainStatus"]) == ("exit-code", "78")
+    assert after["NRestarts"] == "2"  # the kill -9 restart happened; the exit 78 got none
+    assert (later["ActiveState"], later["NRestarts"]) == ("failed", "2")
+    assert first["prog_after_78"] is None
+
+
+def test_explicit_start_after_78_runs_again(lane: dict[str, Any]) -> None:
+    first = lane["first"]
+    assert first["after_start"]["ActiveState"] == "active" and first["prog_pid_3"]
+
+
+def test_journal_shows_the_lifecycle(lane: dict[str, Any]) -> None:
+    journal = "\n".join(lane["first"]["journal"])
+    assert "Started daemonkit-demo.service" in journal or "Started daemonkit supervisor for demo" in journal
+    assert "Main process exited, code=killed, status=9/KILL" in journal
+    assert "invalid spec" in journal  # the supervisor's own stderr, from the exit-78 start
+    assert "status=78" in journal
+
+
+def test_status_reports_no_drift_and_the_linger_state(lane: dict[str, Any]) -> None:
+    first = lane["first"]
+    status = first["status"]
+    assert status["installed"] and status["active"] and status["enabled"] and status["drift"] == []
+    # No logind in the harness: linger cannot be read or enabled, and install says what to do.
+    linger = [line for line in first["install"] if "linger" in line]
+    assert linger and "sudo loginctl enable-linger sdtest" in linger[0]
+
+
+def test_enabled_unit_starts_at_the_next_login(lane: dict[str, Any]) -> None:
+    second = lane["second"]
+    assert second["at_login"]["ActiveState"] == "active" and second["prog_at_login"]
+
+
+def test_uninstall_leaves_home_as_before(lane: dict[str, Any]) -> None:
+    first, second = lane["first"], lane["second"]
+    assert second["after_uninstall"]["LoadState"] == "not-found"
+    assert second["prog_after_uninstall"] is False
+    assert any(line == f"stopped {UNIT}" for line in second["uninstall"])
+    assert second["uninstall_again"] == [f"{UNIT} was not installed; nothing to remove"]
+    assert second["home_after"] == first["home_before"]
