@@ -154,8 +154,8 @@ def main() -> int:
     try:
         {"first": first, "second": second}[phase](obs, work, home, backend, spec, unit_name(spec))
         return 0
-    except BaseException:
-        obs["error"] = traceback.format_exc()
+    except BaseException as exc:
+        obs["error"] = traceback.format_exc() + getattr(exc, "details", "")  # DaemonkitError: journal tail
         return 1
     finally:
         out.write_text(json.dumps(obs, indent=1, default=str))

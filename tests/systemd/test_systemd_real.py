@@ -84,7 +84,7 @@ def lane() -> Iterator[dict[str, Any]]:
     work = Path(tempfile.mkdtemp(prefix="dk-sd-", dir="/tmp"))
     try:
         # Quoting end to end: the unit's ExecStart carries this home path to the supervisor.
-        dk_home = work / "odd dir 100% $HOME 'q' \"d\" back\\slash" / "demo"
+        dk_home = work / "odd dir 100% ${HOME} $USER 'q' \"d\" back\\slash" / "demo"
         shutil.copy(Path(__file__).with_name("sd_driver.py"), work / "sd_driver.py")
         (work / "config.json").write_text(json.dumps({"dk_home": str(dk_home)}))
         for path in [work, *work.iterdir()]:
