@@ -50,7 +50,8 @@ def why_not() -> str | None:
 
 def sync_package() -> None:
     """Put this checkout's daemonkit into the lane's venv (the setup's copy may be older)."""
-    purelib = subprocess.run([str(VENV / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+    query = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    purelib = subprocess.run([str(VENV / "bin" / "python"), "-c", query],
                              capture_output=True, text=True, check=True, timeout=30).stdout.strip()
     target = Path(purelib) / "daemonkit"
     shutil.rmtree(target, ignore_errors=True)
@@ -60,14 +61,15 @@ def sync_package() -> None:
 
 
 def harness(phase: str, work: Path) -> dict[str, Any]:
-    argv = ["bash", str(HARNESS), USER, "--", str(VENV / "bin" / "python"), str(work / "sd_driver.py"), phase, str(work)]
+    argv = ["bash", str(HARNESS), USER, "--", str(VENV / "bin" / "python"), str(work / "sd_driver.py"), phase,
+            str(work)]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "SDU_HOME": str(work / "home")})
     result = work / f"{phase}.json"
     assert result.exists(), f"{phase}: the driver wrote nothing (rc {proc.returncode})\n{proc.stdout}\n{proc.stderr}"
     obs = json.loads(result.read_text())
-    assert "error" not in obs and proc.returncode == 0, \
-        f"{phase} failed (rc {proc.returncode}):\n{obs.get('error')}\n{proc.stderr[-3000:]}\n{json.dumps(obs, indent=1)[:4000]}"
+    evidence = f"{obs.get('error')}\n{proc.stderr[-3000:]}\n{json.dumps(obs, indent=1)[:4000]}"
+    assert "error" not in obs and proc.returncode == 0, f"{phase} failed (rc {proc.returncode}):\n{evidence}"
     return obs
 
 

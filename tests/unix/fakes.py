@@ -67,11 +67,13 @@ class FakeSystemd:
                 "UnitFileState": ("enabled" if link.is_symlink() else "disabled") if unit in self.loaded else "",
                 "MainPID": "1234" if state == "active" else "0", "NRestarts": "0", "Result": "success",
                 "ExecMainStatus": "0", "FragmentPath": str(self.unit_dir / unit) if unit in self.loaded else "",
-                "DropInPaths": "", "NeedDaemonReload": "yes" if unit in self.loaded and content != self.loaded[unit] else "no",
+                "DropInPaths": "",
+                "NeedDaemonReload": "yes" if unit in self.loaded and content != self.loaded[unit] else "no",
             }
             return CommandResult(call, 0, "".join(f"{k}={v}\n" for k, v in props.items()))
         if verb == "daemon-reload":
-            self.loaded = {p.name: p.read_bytes() for p in self.unit_dir.glob("*.service")} if self.unit_dir.is_dir() else {}
+            units = self.unit_dir.glob("*.service") if self.unit_dir.is_dir() else []
+            self.loaded = {p.name: p.read_bytes() for p in units}
             return CommandResult(call, 0)
         if verb == "enable":
             link = self.unit_dir / self.wants / unit

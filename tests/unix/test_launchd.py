@@ -49,7 +49,8 @@ def test_implements_the_protocol(backend: LaunchdBackend) -> None:
 def test_plist_keys(backend: LaunchdBackend, home: Home) -> None:
     job = load(backend, home, grace=20.2)
     assert job["Label"] == LABEL
-    assert job["ProgramArguments"] == ["/usr/local/bin/python3", "-m", "daemonkit", "supervise", "--home", str(home.path)]
+    assert job["ProgramArguments"] == ["/usr/local/bin/python3", "-m", "daemonkit", "supervise", "--home",
+                                       str(home.path)]
     assert job["RunAtLoad"] is True
     assert job["KeepAlive"] == {"SuccessfulExit": False}
     assert job["ThrottleInterval"] == 5

@@ -7,7 +7,6 @@ Every failure becomes a ``DaemonkitError`` naming the path, the OS reason and wh
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from ..errors import DaemonkitError
@@ -58,7 +57,7 @@ def remove_file(path: Path) -> bool:
 
 def remove_stale_temps(path: Path) -> list[Path]:
     """Remove temp files an interrupted atomic write of ``path`` left behind."""
-    removed = []
+    removed: list[Path] = []
     try:
         candidates = list(path.parent.glob(f".{path.name}.*.tmp"))
     except OSError:
@@ -96,10 +95,3 @@ def is_ours(content: bytes) -> bool:
     head = content[:512].decode("utf-8", errors="replace")
     return MARKER in head
 
-
-def same_owner_problem(path: Path) -> str | None:
-    """Why ``path``'s directory cannot be written by us, if we can tell without trying (for hints)."""
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    return None if os.access(parent, os.W_OK) else f"{parent} is not writable by uid {os.geteuid()}"
