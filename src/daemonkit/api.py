@@ -341,6 +341,9 @@ def stop(spec: Spec, home: Home | None = None, *, program: str | None = None, ti
             notes.append(f"the supervisor did not exit within {budget:g}s; killed")
             if supervisor is not None:
                 terminate_tree(supervisor, grace=1.0)
+        # The lock is released during the supervisor's last steps; "stopped" means the process is gone.
+        while supervisor is not None and supervisor.is_alive() and time.monotonic() < deadline + 2.0:
+            time.sleep(0.005)
     # Programs recorded by a supervisor that died (kill -9) are ended by identity, never by bare pid.
     killed = []
     state = read_state(home.state_file)
