@@ -237,6 +237,13 @@ def _start_supervisor(spec: Spec, home: Home, timeout: float | None) -> StartRes
     argv = supervisor_argv(home, sys.executable)
     spawned = spawn_detached(argv, log_path=home.supervisor_log, cwd=home.path)
     notes = [spawned.note] if spawned.note else []
+    if spawned.breakaway is False:
+        # Recorded for `status --deep`: this daemon dies with the job of whoever started it.
+        from .store.events import EventLog
+
+        ledger = EventLog(home.events_file)
+        ledger.emit("breakaway-denied", None, spawned.identity.pid, note=spawned.note)
+        ledger.close()
     deadline = time.monotonic() + _wait_budget(spec, timeout)
     # Wait until the supervisor answers on its control socket, or dies trying.
     while True:
