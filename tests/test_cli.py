@@ -201,6 +201,7 @@ def test_supervisor_killed_then_stop_and_start_end_orphans(cli) -> None:  # type
     _wait_for(lambda: _status(cli, "orph")["running"] is False)
     after = _status(cli, "orph")
     assert _program(after, "orph")["state"] == "orphaned"
+    assert any("supervisor.pid is stale" in p for p in after["problems"])
     assert any("still running without a supervisor" in p for p in after["problems"])
     # A new supervisor ends the old program (by identity) before starting a fresh one.
     assert cli("start", "orph").returncode == 0

@@ -138,6 +138,12 @@ def status_of(spec: Spec, home: Home) -> DaemonStatus:
     pid = read_pid_record(home.pid_file)
     if pid.problem:
         problems.append(f"supervisor.pid unusable ({pid.problem})")
+    elif pid.data is not None and not lock.held:
+        from .proc.identity import liveness
+
+        recorded = ProcessIdentity(pid.data["pid"], float(pid.data["create_time"]))
+        problems.append(f"supervisor.pid is stale (pid {recorded.pid} is {liveness(recorded)}; the supervisor "
+                        "did not exit cleanly); the next start replaces it")
     running = lock.held
     if state.data is not None:
         result = _status_from_state(spec, home, state.data, running=running, source="files")
