@@ -138,6 +138,12 @@ def status_of(spec: Spec, home: Home) -> DaemonStatus:
     pid = read_pid_record(home.pid_file)
     if pid.problem:
         problems.append(f"supervisor.pid unusable ({pid.problem})")
+    elif pid.data is not None and not lock.held:
+        from .proc.identity import liveness
+
+        recorded = ProcessIdentity(pid.data["pid"], float(pid.data["create_time"]))
+        problems.append(f"supervisor.pid is stale (pid {recorded.pid} is {liveness(recorded)}; the supervisor "
+                        "did not exit cleanly); the next start replaces it")
     running = lock.held
     if state.data is not None:
         result = _status_from_state(spec, home, state.data, running=running, source="files")
@@ -237,6 +243,13 @@ def _start_supervisor(spec: Spec, home: Home, timeout: float | None) -> StartRes
     argv = supervisor_argv(home, sys.executable)
     spawned = spawn_detached(argv, log_path=home.supervisor_log, cwd=home.path)
     notes = [spawned.note] if spawned.note else []
+    if spawned.breakaway is False:
+        # Recorded for `status --deep`: this daemon dies with the job of whoever started it.
+        from .store.events import EventLog
+
+        ledger = EventLog(home.events_file)
+        ledger.emit("breakaway-denied", None, spawned.identity.pid, note=spawned.note)
+        ledger.close()
     deadline = time.monotonic() + _wait_budget(spec, timeout)
     # Wait until the supervisor answers on its control socket, or dies trying.
     while True:
@@ -341,6 +354,9 @@ def stop(spec: Spec, home: Home | None = None, *, program: str | None = None, ti
             notes.append(f"the supervisor did not exit within {budget:g}s; killed")
             if supervisor is not None:
                 terminate_tree(supervisor, grace=1.0)
+        # The lock is released during the supervisor's last steps; "stopped" means the process is gone.
+        while supervisor is not None and supervisor.is_alive() and time.monotonic() < deadline + 2.0:
+            time.sleep(0.005)
     # Programs recorded by a supervisor that died (kill -9) are ended by identity, never by bare pid.
     killed = []
     state = read_state(home.state_file)

@@ -63,8 +63,6 @@ def cmd_add(args: argparse.Namespace, target: Target) -> int:
     from .spec import Backoff, Program, Readiness, Spec
 
     argv = list(args.argv)
-    if argv and argv[0] == "--":
-        argv = argv[1:]
     if not argv:
         raise DaemonkitError("nothing to run", "no command after --", f"{target.prog} add {args.name} -- python3 -m myapp")
     ready = None
@@ -244,9 +242,9 @@ def add_commands(subparsers: Any, spec: "Spec | None" = None, *, prog: str = "da
         p.add_argument("--timeout", type=float, metavar="SECONDS", help="how long to wait (default: from the spec)")
 
     if spec is None:
-        p = sub("add", cmd_add, "write a one-program spec (like 'pm2 start')")
+        p = sub("add", cmd_add, "write a one-program spec (like 'pm2 start'): add NAME [OPTIONS] -- CMD [ARGS...]")
         p.add_argument("name", metavar="NAME")
-        p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
+        p.set_defaults(argv=[])  # filled by main() from everything after "--"
         p.add_argument("--program", help="program name (default: NAME)")
         p.add_argument("--cwd")
         p.add_argument("--env", action="append", metavar="KEY=VALUE")
@@ -341,10 +339,21 @@ def dispatch(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    # Everything after the first "--" is the program's command line, verbatim (argparse would mix
+    # the program's own options with ours).
+    tail: list[str] | None = None
+    if "--" in words:
+        cut = words.index("--")
+        words, tail = words[:cut], words[cut + 1:]
+    args = parser.parse_args(words)
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
+    if tail is not None:
+        if args.command != "add":
+            parser.error(f"'--' is only used by 'add' (got: -- {' '.join(tail)})")
+        args.argv = tail
     return dispatch(args)
 
 

@@ -257,7 +257,12 @@ class Engine:
         if self._shutting_down:
             reply({"ok": False, "error": "the supervisor is shutting down"})
             return
-        targets = [self.runners[name]] if name else list(self.runners.values())
+        if name:
+            targets = [self.runners[name]]
+        elif op == "wait":
+            targets = [r for r in self.runners.values() if r.program.autostart]
+        else:
+            targets = list(self.runners.values())
         if op != "wait":
             self.events.emit("control", name, None, op=op)
         for runner in targets:
