@@ -297,3 +297,19 @@ def test_system_scope(fake: FakeSystemd, home: Home, tmp_path: Path) -> None:
 def test_run_as_unknown_user(ctx: BackendContext, home: Home) -> None:
     with pytest.raises(DaemonkitError, match="no such user"):
         SystemdBackend(ctx, run_as="no-such-user-dk", euid=0).render(make_spec(scope="system"), home)
+
+
+def test_masked_unit_is_explained(ctx: BackendContext, fake: FakeSystemd, home: Home) -> None:
+    original = fake.respond
+
+    def respond(call):  # type: ignore[no-untyped-def]
+        result = original(call)
+        if "show" in call and UNIT in call:
+            return type(result)(result.argv, 0, result.stdout.replace("LoadState=loaded", "LoadState=masked")
+                                .replace("LoadState=not-found", "LoadState=masked"))
+        return result
+
+    fake.runner.responder = respond
+    with pytest.raises(DaemonkitError, match="LoadState=masked") as info:
+        SystemdBackend(ctx).install(make_spec(), home)
+    assert f"systemctl --user unmask {UNIT}" in str(info.value)

@@ -209,8 +209,10 @@ class SystemdBackend:
             lines.append("reloaded systemd's unit files")
             props = self._show(scope, unit)
         if props.get("LoadState") != "loaded":
-            raise DaemonkitError(f"systemd did not load {unit}", f"LoadState={props.get('LoadState')}",
-                                 f"check 'systemd-analyze{' --user' if scope == 'user' else ''} verify {path}'")
+            flag = " --user" if scope == "user" else ""
+            hint = (f"it is masked: 'systemctl{flag} unmask {unit}' if that is no longer wanted"
+                    if props.get("LoadState") == "masked" else f"check 'systemd-analyze{flag} verify {path}'")
+            raise DaemonkitError(f"systemd did not load {unit}", f"LoadState={props.get('LoadState')}", hint)
         if props.get("UnitFileState") != "enabled":
             self._must(self._systemctl(scope, "enable", unit), scope, f"enable {unit}")
             lines.append(f"enabled {unit}: it starts at every {'login' if scope == 'user' else 'boot'}")
