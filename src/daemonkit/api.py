@@ -208,8 +208,9 @@ def start(spec: Spec, home: Home | None = None, *, program: str | None = None, t
           save: bool = True) -> StartResult:
     """Start the daemon (or one of its programs) and return once it is ready.
 
-    Fails with the reason and the last log lines when the supervisor or a program does not come up; in
-    that case nothing is left running.
+    An installed daemon is started through its service manager (so the manager keeps supervising
+    it); otherwise the supervisor is spawned detached. Fails with the reason and the last log lines
+    when the supervisor or a program does not come up; in that case nothing is left running.
     """
     from .store.lock import probe_lock
 
@@ -225,7 +226,10 @@ def start(spec: Spec, home: Home | None = None, *, program: str | None = None, t
         return _control_start(spec, home, program, timeout)
     if save:
         save_spec(spec, home)
-    return _start_supervisor(spec, home, timeout)
+    record = read_install_record(home)
+    if record is not None and record.get("backend") not in (None, "detached"):
+        return _start_with_manager(spec, home, str(record["backend"]), timeout)
+    return start_supervisor(spec, home, timeout)
 
 
 def _wait_budget(spec: Spec, timeout: float | None) -> float:
@@ -235,10 +239,10 @@ def _wait_budget(spec: Spec, timeout: float | None) -> float:
     return slowest + START_MARGIN
 
 
-def _start_supervisor(spec: Spec, home: Home, timeout: float | None) -> StartResult:
+def start_supervisor(spec: Spec, home: Home, timeout: float | None = None) -> StartResult:
+    """Spawn the supervisor detached (no service manager) and wait until its programs are ready."""
     from .backends.base import supervisor_argv
     from .proc.spawn import spawn_detached
-    from .supervisor.control import ControlError, request
 
     argv = supervisor_argv(home, sys.executable)
     spawned = spawn_detached(argv, log_path=home.supervisor_log, cwd=home.path)
@@ -250,10 +254,33 @@ def _start_supervisor(spec: Spec, home: Home, timeout: float | None) -> StartRes
         ledger = EventLog(home.events_file)
         ledger.emit("breakaway-denied", None, spawned.identity.pid, note=spawned.note)
         ledger.close()
-    deadline = time.monotonic() + _wait_budget(spec, timeout)
-    # Wait until the supervisor answers on its control socket, or dies trying.
-    while True:
-        if not spawned.identity.is_alive():
+    _await_ready(spec, home, timeout, supervisor=spawned.identity)
+    return StartResult(spec.name, str(home.path), spawned.identity.pid, [p.name for p in spec.programs if p.autostart],
+                       notes=notes, status=status_of(spec, home))
+
+
+def _start_with_manager(spec: Spec, home: Home, backend_name: str, timeout: float | None) -> StartResult:
+    from .backends import get_backend
+
+    backend = get_backend(backend_name)
+    backend.start(spec, home)
+    _await_ready(spec, home, timeout, backend_name=backend_name)
+    status = status_of(spec, home)
+    return StartResult(spec.name, str(home.path), status.supervisor_pid,
+                       [p.name for p in spec.programs if p.autostart], backend=backend_name, status=status)
+
+
+def _await_ready(spec: Spec, home: Home, timeout: float | None, *, supervisor: Any = None,
+                 backend_name: str = "") -> None:
+    """Wait until the supervisor answers on its control socket and its autostart programs have settled.
+    On failure, stop what was started and raise with the reason and the last log lines."""
+    from .supervisor.control import ControlError, request
+
+    budget = _wait_budget(spec, timeout)
+    deadline = time.monotonic() + budget
+    answer: dict[str, Any] | None = None
+    while answer is None:
+        if supervisor is not None and not supervisor.is_alive():
             raise DaemonkitError(f"the supervisor of {spec.name} exited during start",
                                  _last_line(home.supervisor_log) or "no output",
                                  f"daemonkit logs {spec.name}", details=_tail(home.supervisor_log, 15))
@@ -262,28 +289,28 @@ def _start_supervisor(spec: Spec, home: Home, timeout: float | None) -> StartRes
                 answer = request(home.control_socket, {"op": "wait"}, timeout=max(0.1, deadline - time.monotonic()))
                 break
             except ControlError:
-                if not spawned.identity.is_alive():
-                    continue
+                pass
         if time.monotonic() > deadline:
-            _stop_quietly(spec, home, spawned.identity)
-            raise DaemonkitError(f"{spec.name} did not start in time", f"no answer within {_wait_budget(spec, timeout):g}s",
-                                 f"daemonkit logs {spec.name}", details=_tail(home.supervisor_log, 15))
+            _stop_quietly(spec, home, supervisor)
+            via = f" (started by {backend_name}; see its logs too)" if backend_name else ""
+            raise DaemonkitError(f"{spec.name} did not start in time", f"no answer within {budget:g}s{via}",
+                                 f"daemonkit status {spec.name} --deep", details=_tail(home.supervisor_log, 15))
         time.sleep(0.01)
-    if not answer.get("ok"):
-        failed = answer.get("failed") or {}
-        details = []
-        for name, why in failed.items():
-            details.append(f"--- {name}: {why}")
-            details.append(_tail(home.program_log(name, "err"), 10) or _tail(home.program_log(name, "out"), 10) or "(no output)")
-        if not failed:
-            details.append(str(answer.get("error", "")))
-        _stop_quietly(spec, home, spawned.identity)
-        first = next(iter(failed.items()), ("", answer.get("error", "unknown error")))
-        raise DaemonkitError(f"{spec.name} failed to start" + (f": program {first[0]}" if first[0] else ""),
-                             str(first[1]), f"daemonkit logs {spec.name}" + (f" --program {first[0]}" if first[0] else ""),
-                             details="\n".join(details))
-    return StartResult(spec.name, str(home.path), spawned.identity.pid, [p.name for p in spec.programs if p.autostart],
-                       notes=notes, status=status_of(spec, home))
+    if answer.get("ok"):
+        return
+    failed = answer.get("failed") or {}
+    details = []
+    for name, why in failed.items():
+        details.append(f"--- {name}: {why}")
+        details.append(_tail(home.program_log(name, "err"), 10) or _tail(home.program_log(name, "out"), 10)
+                       or "(no output)")
+    if not failed:
+        details.append(str(answer.get("error", "")))
+    _stop_quietly(spec, home, supervisor)
+    first = next(iter(failed.items()), ("", answer.get("error", "unknown error")))
+    raise DaemonkitError(f"{spec.name} failed to start" + (f": program {first[0]}" if first[0] else ""),
+                         str(first[1]), f"daemonkit logs {spec.name}" + (f" --program {first[0]}" if first[0] else ""),
+                         details="\n".join(details))
 
 
 def _control_start(spec: Spec, home: Home, program: str, timeout: float | None) -> StartResult:
@@ -312,13 +339,29 @@ class StopResult:
 
 def stop(spec: Spec, home: Home | None = None, *, program: str | None = None, timeout: float | None = None) -> StopResult:
     """Stop the daemon (or one program). Idempotent: stopping a stopped daemon succeeds, and programs
-    left behind by a killed supervisor are ended too (by identity)."""
+    left behind by a killed supervisor are ended too (by identity). An installed daemon is stopped
+    through its service manager, which would otherwise start it again."""
+    home = home or home_for_spec(spec)
+    record = read_install_record(home)
+    notes: list[str] = []
+    if program is None and record is not None and record.get("backend") not in (None, "detached"):
+        from .backends import get_backend
+
+        get_backend(str(record["backend"])).stop(spec, home)
+        notes.append(f"stopped through {record['backend']}; it starts again at the next "
+                     f"{'login' if spec.scope == 'user' else 'boot'} (daemonkit uninstall {spec.name} prevents that)")
+    result = stop_supervisor(spec, home, program=program, timeout=timeout)
+    result.notes[:0] = notes
+    return result
+
+
+def stop_supervisor(spec: Spec, home: Home, *, program: str | None = None, timeout: float | None = None) -> StopResult:
+    """Ask the running supervisor to stop (or one program), wait for it, and end leftovers by identity."""
     from .proc.identity import ProcessIdentity, terminate_tree
     from .store.lock import probe_lock
     from .store.records import read_pid_record, read_state
     from .supervisor.control import ControlError, request
 
-    home = home or home_for_spec(spec)
     budget = timeout if timeout is not None else spec.max_stop_grace + STOP_MARGIN
     lock = probe_lock(home.lock_file)
     if program is not None:
@@ -394,20 +437,24 @@ def _stop_quietly(spec: Spec, home: Home, supervisor: Any) -> None:
     try:
         stop(spec, home)
     except DaemonkitError:
-        from .proc.identity import terminate_tree
+        if supervisor is not None:
+            from .proc.identity import terminate_tree
 
-        terminate_tree(supervisor, grace=2.0)
+            terminate_tree(supervisor, grace=2.0)
 
 
 def remove(name: str, app: str = "daemonkit") -> list[str]:
     """Stop the daemon and delete its home (spec, records, logs)."""
     spec, home = load_installed(name, app)
+    lines = []
+    if read_install_record(home) is not None:
+        lines += uninstall(spec, home)
     stop(spec, home)
     shutil.rmtree(home.path)
     sock_dir = home.control_socket.parent
     if sock_dir != home.path and sock_dir.exists():
         shutil.rmtree(sock_dir, ignore_errors=True)
-    return [f"stopped {name}", f"removed {home.path}"]
+    return lines + [f"stopped {name}", f"removed {home.path}"]
 
 
 def list_daemons(app: str = "daemonkit") -> list[DaemonStatus]:
@@ -419,6 +466,84 @@ def list_daemons(app: str = "daemonkit") -> list[DaemonStatus]:
         except DaemonkitError as exc:
             out.append(DaemonStatus(home.name, str(home.path), False, "none", problems=[exc.message]))
     return out
+
+
+# ------------------------------------------------------------------------------------------ install
+
+
+INSTALL_RECORD = "install.json"
+
+
+def read_install_record(home: Home) -> dict[str, Any] | None:
+    """What ``install`` registered (``{"backend": ..., "scope": ..., "python": ..., ...}``), or None."""
+    from .store.records import read_record
+
+    return read_record(home.path / INSTALL_RECORD, required=("backend",)).data
+
+
+@dataclass
+class InstallResult:
+    name: str
+    home: str
+    backend: str
+    scope: str
+    reason: str
+    lines: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def install(spec: Spec, *, backend: str | None = None, fallback: str | None = None, force: bool = False,
+            ctx: Any = None) -> InstallResult:
+    """Register the daemon with the best service manager here (or ``backend``) so it starts at login
+    (user scope) or boot (system scope), and start it. Idempotent: re-installing repairs drift."""
+    from .backends import default_context, detached_backend
+    from .backends.base import supervisor_argv
+    from .backends.chooser import choose
+    from .store.atomic import write_json_atomic
+    from .store.lock import probe_lock
+
+    ctx = ctx or default_context()
+    ctx.force = force or ctx.force
+    choice = choose(spec, ctx, backend=backend, fallback=fallback,
+                    factories={"detached": lambda c: detached_backend(c)})
+    spec = choice.apply(spec)
+    home = home_for_spec(spec).ensure()
+    previous = read_install_record(home)
+    if previous is not None and previous.get("backend") not in (choice.name, None):
+        raise DaemonkitError(f"{spec.name} is installed with {previous['backend']} already",
+                             f"asked for {choice.name}", f"daemonkit uninstall {spec.name} first")
+    save_spec(spec, home)
+    if choice.name != "detached" and probe_lock(home.lock_file).held:
+        # One supervisor per home: a detached one would keep the manager's from taking the lock.
+        stop_supervisor(spec, home)
+    record = {"backend": choice.name, "scope": choice.scope, "python": ctx.python,
+              "argv": supervisor_argv(home, ctx.python), "installed_at": time.time(), "version": __version__}
+    # Written before the backend acts, so an interrupted install is seen and undone by `uninstall`.
+    write_json_atomic(home.path / INSTALL_RECORD, record)
+    lines = choice.backend.install(spec, home)
+    if choice.name == "detached" and not probe_lock(home.lock_file).held:
+        start_supervisor(spec, home)
+        lines.append(f"started {spec.name} (detached)")
+    return InstallResult(spec.name, str(home.path), choice.name, choice.scope, choice.reason, lines, list(choice.notes))
+
+
+def uninstall(spec: Spec, home: Home | None = None, *, force: bool = False, ctx: Any = None) -> list[str]:
+    """Stop the daemon and remove its registration; its home (spec, logs) stays until ``remove``."""
+    from .backends import default_context, get_backend
+
+    home = home or home_for_spec(spec)
+    ctx = ctx or default_context()
+    ctx.force = force or ctx.force
+    record = read_install_record(home)
+    if record is None:
+        raise NotInstalledError(f"{spec.name} is not installed with a service manager",
+                                f"no {home.path / INSTALL_RECORD}", f"daemonkit stop {spec.name} stops it")
+    lines = get_backend(str(record["backend"]), ctx).uninstall(spec, home)
+    stopped = stop_supervisor(spec, home)
+    if stopped.was_running:
+        lines.append(f"stopped {spec.name}")
+    (home.path / INSTALL_RECORD).unlink(missing_ok=True)
+    return lines
 
 
 # ------------------------------------------------------------------------------------------ helpers

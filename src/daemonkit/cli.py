@@ -203,6 +203,31 @@ def cmd_supervise(args: argparse.Namespace, target: Target) -> int:
     return run_supervisor(spec, home, backend=args.backend or os.environ.get("DAEMONKIT_BACKEND", "detached"))
 
 
+def cmd_install(args: argparse.Namespace, target: Target) -> int:
+    from . import api
+
+    spec, _home = target.resolve(args)
+    result = api.install(spec, backend=args.backend, fallback=args.fallback, force=args.force)
+    print(f"installing {result.name} with {result.backend} ({result.scope} scope): {result.reason}")
+    for line in result.lines:
+        print(f"  {line}")
+    for note in result.notes:
+        print(f"note: {note}")
+    print(f"next: {target.cmd('status', result.name)} --deep")
+    return EXIT_OK
+
+
+def cmd_uninstall(args: argparse.Namespace, target: Target) -> int:
+    from . import api
+
+    spec, home = target.resolve(args, from_file=False)
+    for line in api.uninstall(spec, home, force=args.force):
+        print(line)
+    print(f"uninstalled {spec.name}; its spec and logs stay in {home.path}"
+          + ("" if target.fixed is not None else f" ('{target.prog} remove {spec.name}' deletes them)"))
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace, target: Target) -> int:
     from .demo import run_demo
 
@@ -288,6 +313,16 @@ def add_commands(subparsers: Any, spec: "Spec | None" = None, *, prog: str = "da
     p.add_argument("--stream", choices=("out", "err", "both"), default="both")
     p.add_argument("--events", action="store_true", help="the lifecycle ledger instead of program output")
     p.add_argument("--json", action="store_true")
+
+    p = sub("install", cmd_install, "register with the OS service manager: start at login/boot, restart if killed")
+    _name_arg(p, target, spec_file=True)
+    p.add_argument("--backend", help="force a backend (systemd, launchd, schtasks, startup, winservice, detached)")
+    p.add_argument("--fallback", choices=("user",), help="system scope without admin rights: install for this user")
+    p.add_argument("--force", action="store_true", help="replace a foreign registration of the same name")
+
+    p = sub("uninstall", cmd_uninstall, "stop the daemon and remove its OS registration")
+    _name_arg(p, target)
+    p.add_argument("--force", action="store_true", help="also remove a registration daemonkit did not write")
 
     p = sub("run", cmd_run, "run the supervisor in the foreground")
     _name_arg(p, target, spec_file=True)

@@ -46,25 +46,47 @@ def run_demo(port: int = 0, *, color: bool = False) -> int:
         status = api.status(DEMO_NAME)
         print(f"the demo is already running (supervisor pid {status.supervisor_pid})")
         print(render_status(status, color=color))
-        _next_steps()
+        _next_steps(installed=api.read_install_record(home) is not None)
         return 0
     spec = demo_spec(port or free_port())
     url = spec.programs[0].ready.target  # type: ignore[union-attr]
-    print(f"starting the demo gateway on {url} ...")
-    result = api.start(spec)
+    backend = _best_backend(spec)
+    print(f"starting the demo gateway on {url} (backend: {backend}) ...")
+    if backend == "detached":
+        supervisor_pid = api.start(spec).supervisor_pid
+    else:
+        installed = api.install(spec, backend=backend)
+        for line in installed.lines:
+            print(f"  {line}")
+        supervisor_pid = api.status_of(spec, home).supervisor_pid
     health = fetch_health(url)
-    print(paint("✓", "green", color) + f" {spec.name} is up: supervisor pid {result.supervisor_pid}, "
+    print(paint("✓", "green", color) + f" {spec.name} is up: supervisor pid {supervisor_pid}, "
           f"gateway pid {health['pid']}")
     print(f"GET {url} -> {json.dumps(health)}")
-    if result.status is not None:
-        print(render_status(result.status, color=color))
+    print(render_status(api.status_of(spec, home), color=color))
     print(f"files: {home.path}")
-    _next_steps()
+    _next_steps(installed=backend != "detached")
     return 0
 
 
-def _next_steps() -> None:
+def _best_backend(spec) -> str:  # type: ignore[no-untyped-def]
+    """The demo runs under the user's service manager when one is reachable (systemd --user), else
+    detached. It does not pick launchd or Task Scheduler: registering a demo to run at every login on
+    someone's Mac or PC is more than a demo should do unasked."""
+    from .backends.chooser import choose
+    from .errors import DaemonkitError
+
+    try:
+        choice = choose(spec)
+    except DaemonkitError:
+        return "detached"
+    return "systemd" if choice.name == "systemd" else "detached"
+
+
+def _next_steps(installed: bool = False) -> None:
     print("next:")
-    print("  daemonkit status demo           # state of the supervisor and the gateway")
+    print("  daemonkit status demo           # state of the supervisor and the gateway (--deep: probes)")
     print("  daemonkit logs demo             # the gateway's output (-f to follow, --events for the ledger)")
     print("  daemonkit stop demo             # stop it; nothing is left running")
+    if installed:
+        print("  daemonkit uninstall demo        # remove its systemd user unit (it starts at login until then)")
