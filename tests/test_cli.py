@@ -268,3 +268,23 @@ def test_start_and_stop_one_program(cli, dk_env, tmp_path) -> None:  # type: ign
 def test_python_dash_m_and_version(cli) -> None:  # type: ignore[no-untyped-def]
     result = cli("--version")
     assert result.returncode == 0 and result.stdout.startswith("daemonkit ")
+
+
+def test_install_detached_when_no_manager_is_honest_and_uninstall_undoes(cli, dk_env) -> None:  # type: ignore[no-untyped-def]
+    home = Path(dk_env["DAEMONKIT_HOME"]) / "inst"
+    assert cli("add", "inst", "--", *SLEEPER).returncode == 0
+    result = cli("install", "inst", "--backend", "detached")
+    assert result.returncode == 0, result.stderr
+    assert "cannot start inst at login" in result.stdout and "started inst (detached)" in result.stdout
+    record = json.loads((home / "install.json").read_text())
+    assert record["backend"] == "detached" and record["argv"][-1] == str(home)
+    assert _status(cli, "inst")["running"]
+    again = cli("install", "inst", "--backend", "detached")
+    assert again.returncode == 0 and "started" not in again.stdout  # idempotent: no second supervisor
+    wrong = cli("install", "inst", "--backend", "nosuch")
+    assert wrong.returncode == 2 and "unknown backend" in wrong.stderr
+    removed = cli("uninstall", "inst")
+    assert removed.returncode == 0 and "stopped inst" in removed.stdout
+    assert not (home / "install.json").exists() and (home / "spec.toml").exists()
+    assert _status(cli, "inst")["running"] is False
+    assert cli("uninstall", "inst").returncode == 4  # not installed: says so
