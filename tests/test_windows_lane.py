@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -93,17 +94,11 @@ def _run_lane() -> LaneRun:
         fcntl.flock(lock_fd, fcntl.LOCK_EX)
         _quiet(["wineserver", "-p"], env)
         _quiet(["wine", "wineboot"], env)
-        argv = ["wine", PYEXE, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfEs",
+        argv = ["wine", PYEXE, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfEs", "--durations=12",
                 f"--junitxml={_windows_path(junit)}", f"--basetemp={_windows_path(work / 'tmp')}",
                 f"--rootdir={_windows_path(WIN_TESTS)}", "-c", _windows_path(WIN_TESTS / "pytest.ini"),
                 _windows_path(WIN_TESTS)]
-        try:
-            proc = subprocess.run(argv, env=env, cwd=work, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, timeout=LANE_TIMEOUT)
-            output, code = proc.stdout.decode("utf-8", "replace"), proc.returncode
-        except subprocess.TimeoutExpired as exc:
-            output = (exc.stdout or b"").decode("utf-8", "replace") + f"\n[lane timed out after {LANE_TIMEOUT}s]"
-            code = -1
+        output, code = _run_inner(argv, env, work)
         seconds = time.monotonic() - start
         results = _parse_junit(junit) if junit.exists() else {}
         return LaneRun(results, output, seconds, code)
@@ -112,6 +107,29 @@ def _run_lane() -> LaneRun:
         fcntl.flock(lock_fd, fcntl.LOCK_UN)
         os.close(lock_fd)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _run_inner(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[str, int]:
+    """Run the inner pytest and return (output, exit code) once *it* exits. Not communicate(): a Windows
+    process that outlives the run and inherited the pipe would keep it open until wineserver -k."""
+    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    chunks: list[bytes] = []
+    reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: proc.stdout.read1(65536), b"")),
+                              daemon=True)
+    reader.start()
+    try:
+        code = proc.wait(LANE_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        code = -1
+        chunks.append(f"\n[lane timed out after {LANE_TIMEOUT}s]".encode())
+    reader.join(5)
+    if reader.is_alive():
+        leftovers = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+        chunks.append(b"\n[lane: a Windows process kept the output pipe open after pytest exited:\n"
+                      + "\n".join(l for l in leftovers.splitlines() if ".exe" in l).encode() + b"]")
+    return b"".join(chunks).decode("utf-8", "replace"), code
 
 
 def _parse_junit(path: Path) -> dict[str, tuple[str, str]]:
@@ -138,6 +156,8 @@ def lane() -> LaneRun:
         print(f"\nWindows lane SKIPPED: {missing}", file=sys.stderr)
         pytest.skip(f"Windows lane: {missing}")
     run = _run_lane()
+    if os.environ.get("DAEMONKIT_LANE_OUTPUT"):  # keep the inner pytest's full output for a look
+        Path(os.environ["DAEMONKIT_LANE_OUTPUT"]).write_text(run.output)
     print(f"\nWindows lane: {len(run.results)} inner results in {run.seconds:.1f}s (exit {run.returncode})",
           file=sys.stderr)
     return run
@@ -159,5 +179,6 @@ def test_windows(lane: LaneRun, inner: str) -> None:
 def test_lane_ran_cleanly(lane: LaneRun) -> None:
     """Catches collection errors and crashes that leave no per-test result."""
     assert lane.returncode in (0, 1), f"inner pytest exit {lane.returncode}:\n{lane.output[-4000:]}"
+    assert "kept the output pipe open" not in lane.output, lane.output[-3000:]
     unknown = sorted(n for n in lane.results if not any(n == i or n.startswith(i + "[") for i in _inner_tests()))
     assert not unknown, f"inner results not mapped to an outer test: {unknown}"
