@@ -164,8 +164,10 @@ def test_second_start_while_running(cli) -> None:  # type: ignore[no-untyped-def
     assert cli("start", "one").returncode == 0
     again = cli("start", "one")
     assert again.returncode == 1 and "already running" in again.stderr and "daemonkit restart one" in again.stderr
-    supervisors = [p for p in psutil.process_iter(["cmdline"]) if "supervise" in (p.info["cmdline"] or [])
-                   and any(a.endswith(os.sep + "one") for a in p.info["cmdline"] or [])]
+    # The supervisor's forked orphan guard shares its command line; it is named dk-sentinel.
+    supervisors = [p for p in psutil.process_iter(["cmdline", "name"]) if "supervise" in (p.info["cmdline"] or [])
+                   and any(a.endswith(os.sep + "one") for a in p.info["cmdline"] or [])
+                   and p.info["name"] != "dk-sentinel"]
     assert len(supervisors) == 1
 
 
@@ -192,12 +194,24 @@ def test_unwritable_home(cli, dk_env, tmp_path) -> None:  # type: ignore[no-unty
     assert "cannot create daemon home" in result.stderr and "DAEMONKIT_HOME" in result.stderr
 
 
+def _kill_supervisor_and_its_guard(pid: int) -> None:
+    """SIGKILL the supervisor *and* its orphan-guard sentinel (as a crash of the whole service would),
+    so its programs really are left behind. The supervisor is frozen first: it would fork a new
+    sentinel when it sees the old one die."""
+    supervisor = psutil.Process(pid)
+    supervisor.suspend()
+    for child in supervisor.children():
+        if child.name() == "dk-sentinel":
+            child.kill()
+    supervisor.kill()
+
+
 def test_supervisor_killed_then_stop_and_start_end_orphans(cli) -> None:  # type: ignore[no-untyped-def]
     assert cli("add", "orph", "--", *SLEEPER).returncode == 0
     assert cli("start", "orph").returncode == 0
     status = _status(cli, "orph")
     supervisor, program = status["supervisor_pid"], _program(status, "orph")["pid"]
-    os.kill(supervisor, signal.SIGKILL)
+    _kill_supervisor_and_its_guard(supervisor)
     _wait_for(lambda: _status(cli, "orph")["running"] is False)
     after = _status(cli, "orph")
     assert _program(after, "orph")["state"] == "orphaned"
@@ -211,7 +225,7 @@ def test_supervisor_killed_then_stop_and_start_end_orphans(cli) -> None:  # type
     events = cli("logs", "orph", "--events", "-n", "50").stdout
     assert "orphan-ended" in events
     # Kill the supervisor again: now `stop` ends the leftover.
-    os.kill(_status(cli, "orph")["supervisor_pid"], signal.SIGKILL)
+    _kill_supervisor_and_its_guard(_status(cli, "orph")["supervisor_pid"])
     _wait_for(lambda: _status(cli, "orph")["running"] is False)
     stopped = cli("stop", "orph")
     assert stopped.returncode == 0 and "left behind by a dead supervisor" in stopped.stdout
