@@ -130,8 +130,8 @@ def test_exit_75_restarts_without_backoff(cli, tmp_path) -> None:  # type: ignor
 def test_crash_loop_backs_off_then_crashloop(cli, dk_env) -> None:  # type: ignore[no-untyped-def]
     home = Path(dk_env["DAEMONKIT_HOME"]) / "crashy"
     assert cli("add", "crashy", "--restart", "always", "--", PY, "-c", "import sys; sys.exit(3)").returncode == 0
-    spec = (home / "spec.toml").read_text()
-    spec = spec.replace("crashloop_restarts = 10", "crashloop_restarts = 4").replace("crashloop_cooldown = 60.0", "crashloop_cooldown = 1.0")
+    spec = (home / "spec.toml").read_text()  # defaults are not written out: add the table
+    spec += "[programs.crashy.backoff]\ncrashloop_restarts = 4\ncrashloop_cooldown = 1.0\n"
     (home / "spec.toml").write_text(spec)
     started = cli("start", "crashy")
     assert started.returncode == 1

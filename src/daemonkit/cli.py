@@ -145,13 +145,21 @@ def cmd_restart(args: argparse.Namespace, target: Target) -> int:
 
 
 def cmd_status(args: argparse.Namespace, target: Target) -> int:
+    if args.json and target.fixed is None and args.name and os.name == "posix":
+        # Fast path for pollers: a live supervisor answers without the spec, psutil or the API layer.
+        from .supervisor.fastpath import live_status
+
+        live = live_status(args.name)
+        if live is not None:
+            print(json.dumps(live, sort_keys=True, separators=(",", ":")))
+            return EXIT_OK
     from . import api
     from .render import render_status
 
     spec, home = target.resolve(args, from_file=False)
     result = api.status_of(spec, home)
     if args.json:
-        print(json.dumps(result.to_json(), indent=2, sort_keys=True))
+        print(json.dumps(result.to_json(), sort_keys=True, separators=(",", ":")))
     else:
         print(render_status(result, color=_color()))
     return EXIT_OK if result.running else EXIT_NOT_RUNNING

@@ -58,6 +58,7 @@ class Engine:
         self._waiters: list[tuple[Callable[[], dict[str, Any] | None], Callable[[dict[str, Any]], None]]] = []
         self._shutting_down = False
         self._announced_ready = False
+        self._checks_pending = False
         self.exit_code = 0
         self.control: ControlServer | None = None
         self.identity = ProcessIdentity.current()
@@ -240,6 +241,14 @@ class Engine:
     # ------------------------------------------------------------------ state
     def on_state_change(self, runner: ProgramRunner) -> None:
         self.mark_dirty()
+        # The checks below look at every program: run them once per loop turn, not once per change
+        # (starting 1000 programs would otherwise cost 1000 x 1000 steps).
+        if not self._checks_pending and (self._waiters or not self._announced_ready or self._shutting_down):
+            self._checks_pending = True
+            self.loop.call_soon(self._run_checks)
+
+    def _run_checks(self) -> None:
+        self._checks_pending = False
         if self._waiters:
             self._check_waiters()
         if not self._announced_ready:

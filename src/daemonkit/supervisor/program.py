@@ -398,10 +398,13 @@ class ProgramRunner:
         if self.pid is not None:
             # Looked up once per spawn, off the restart path (snapshots are coalesced).
             if self._create_time_gen != self.generation:
-                from ..proc.identity import ProcessIdentity
+                import psutil
 
-                identity = ProcessIdentity.of(self.pid)
-                self._create_time = identity.create_time if identity else None
+                try:
+                    # Our unreaped child: the pid is this program's, no identity re-check needed.
+                    self._create_time = psutil.Process(self.pid).create_time()
+                except psutil.Error:
+                    self._create_time = None
                 self._create_time_gen = self.generation
             create_time = self._create_time
         return {
