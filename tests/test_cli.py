@@ -164,10 +164,8 @@ def test_second_start_while_running(cli) -> None:  # type: ignore[no-untyped-def
     assert cli("start", "one").returncode == 0
     again = cli("start", "one")
     assert again.returncode == 1 and "already running" in again.stderr and "daemonkit restart one" in again.stderr
-    # The supervisor's forked orphan guard shares its command line; it is named dk-sentinel.
-    supervisors = [p for p in psutil.process_iter(["cmdline", "name"]) if "supervise" in (p.info["cmdline"] or [])
-                   and any(a.endswith(os.sep + "one") for a in p.info["cmdline"] or [])
-                   and p.info["name"] != "dk-sentinel"]
+    supervisors = [p for p in psutil.process_iter(["cmdline"]) if "supervise" in (p.info["cmdline"] or [])
+                   and any(a.endswith(os.sep + "one") for a in p.info["cmdline"] or [])]
     assert len(supervisors) == 1
 
 
@@ -201,7 +199,7 @@ def _kill_supervisor_and_its_guard(pid: int) -> None:
     supervisor = psutil.Process(pid)
     supervisor.suspend()
     for child in supervisor.children():
-        if child.name() == "dk-sentinel":
+        if any("sentinel_main" in arg for arg in child.cmdline()):
             child.kill()
     supervisor.kill()
 

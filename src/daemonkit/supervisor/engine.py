@@ -10,7 +10,6 @@ is killed; a new supervisor ends, by identity, programs a previous one recorded 
 
 from __future__ import annotations
 
-import concurrent.futures
 import os
 import random
 import signal
@@ -47,13 +46,15 @@ class Engine:
         self.lock = SupervisorLock(home.lock_file)
         self.rng = random.Random()
         self.base_env = dict(os.environ)
+        self.base_env.pop("NOTIFY_SOCKET", None)  # the supervisor's own manager socket is not the programs'
+        self.root_str = str(home.path.parent)
         self.devnull = os.open(os.devnull, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
         self.runners: dict[str, ProgramRunner] = {}
         self._by_pid: dict[int, ProgramRunner] = {}
         self.watcher: ChildWatcher | None = None
         self.sentinel: Sentinel | None = None
         self.strays = 0
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._pool: Any = None  # concurrent.futures.ThreadPoolExecutor, created on first use
         self._flush_timer: Any = None
         self._waiters: list[tuple[Callable[[], dict[str, Any] | None], Callable[[dict[str, Any]], None]]] = []
         self._shutting_down = False
@@ -228,13 +229,19 @@ class Engine:
         if not survivors:
             return
         grace = min(self.spec.max_stop_grace, 10.0)
+        import concurrent.futures
+
         with concurrent.futures.ThreadPoolExecutor(max_workers=min(16, len(survivors))) as pool:
             results = list(pool.map(lambda item: terminate_tree(item[1], grace=grace), survivors))
         for (name, identity), gone in zip(survivors, results):
             self.events.emit("orphan-ended", name, identity.pid, clean=gone)
 
-    def pool(self) -> concurrent.futures.ThreadPoolExecutor:
+    def pool(self) -> Any:
+        """Worker threads for tcp/http readiness checks (a slow connect must not stall the loop);
+        created, and concurrent.futures imported, only when a program has such a check."""
         if self._pool is None:
+            import concurrent.futures
+
             self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="readiness")
         return self._pool
 

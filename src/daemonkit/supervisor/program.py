@@ -66,20 +66,19 @@ class ProgramRunner:
         self.notify: NotifyListener | None = None
         self._create_time: float | None = None
         self._create_time_gen = -1
+        if program.ready is not None and program.ready.kind == "notify":
+            self.notify = NotifyListener(engine.home.notify_socket(self.name))
+            engine.loop.add_reader(self.notify.fileno(), self._on_notify)
         self.plan = self._prepare()
 
     # ------------------------------------------------------------------ preparation (once, not per restart)
     def _prepare(self) -> LaunchPlan:
-        env = dict(self.engine.base_env)
-        env.update(self.program.env)
-        env.pop("NOTIFY_SOCKET", None)  # the supervisor's own manager socket is not the program's
-        if self.program.ready is not None and self.program.ready.kind == "notify":
-            self.notify = NotifyListener(self.engine.home.notify_socket(self.name))
-            self.engine.loop.add_reader(self.notify.fileno(), self._on_notify)
+        env = dict(self.program.env)
+        if self.notify is not None:
             env["NOTIFY_SOCKET"] = str(self.notify.path)
         env["DAEMONKIT_PROGRAM"] = self.name
-        env["DAEMONKIT_HOME"] = str(self.engine.home.path.parent)
-        return plan(self.program.argv, env, self.program.cwd)
+        env["DAEMONKIT_HOME"] = self.engine.root_str
+        return plan(self.program.argv, self.engine.base_env, self.program.cwd, env)
 
     # ------------------------------------------------------------------ requests
     def start(self, reason: str = "start requested") -> None:
