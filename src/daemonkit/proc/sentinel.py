@@ -31,6 +31,7 @@ class Sentinel:
         self.pid: int | None = None
         self._w: int | None = None
         self.dropped = 0  # lines the pipe could not take (sentinel stopped or wedged)
+        self._pending = b""
 
     def argv(self) -> list[str]:
         here = os.path.dirname(os.path.abspath(__file__))
@@ -62,21 +63,36 @@ class Sentinel:
         self.pid, self._w = pid, w
         for program_pid, name in (live or {}).items():
             self.add(program_pid, name)
+        self.flush()
         return pid
 
     def add(self, pid: int, name: str) -> None:
-        self._send(b"+%d %s\n" % (pid, name.encode()))
+        """Queue a start; ``flush`` sends it. The engine flushes once per loop turn, after the turn's
+        restarts: waking the sentinel before a respawn put it on the CPU the new program needed."""
+        self._pending += b"+%d %s\n" % (pid, name.encode())
 
     def remove(self, pid: int) -> None:
-        self._send(b"-%d\n" % pid)
+        self._pending += b"-%d\n" % pid
 
-    def _send(self, line: bytes) -> None:
-        if self._w is None:
+    @property
+    def pending(self) -> bool:
+        return bool(self._pending)
+
+    def flush(self) -> None:
+        if self._w is None or not self._pending:
+            self._pending = b""
             return
         try:
-            os.write(self._w, line)  # < PIPE_BUF: written whole or not at all
-        except (BlockingIOError, BrokenPipeError):
-            self.dropped += 1
+            written = os.write(self._w, self._pending)
+        except BlockingIOError:
+            written = 0  # full pipe (sentinel stopped?): kept for the next flush, bounded below
+        except BrokenPipeError:
+            written = len(self._pending)
+        self._pending = self._pending[written:]
+        if len(self._pending) > 1 << 20:
+            cut = self._pending.index(b"\n", len(self._pending) - (1 << 20)) + 1
+            self.dropped += self._pending[:cut].count(b"\n")
+            self._pending = self._pending[cut:]
 
     def lost(self) -> None:
         """The sentinel process exited (it was killed): forget it, so ``start`` can run a new one."""
@@ -88,5 +104,7 @@ class Sentinel:
     def close(self) -> None:
         """Clean exit: closing the pipe lets the sentinel end whatever is still listed (normally nothing)."""
         if self._w is not None:
+            os.set_blocking(self._w, True)
+            self.flush()
             os.close(self._w)
             self._w = None

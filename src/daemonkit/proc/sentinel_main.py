@@ -63,12 +63,33 @@ def _killpg(pgid, sig):
         pass
 
 
+def _be_idle():
+    """Never take a CPU from anyone while the supervisor lives: a woken sentinel used to preempt the
+    program being restarted (SCHED_IDLE on Linux, lowest nice elsewhere)."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        try:
+            os.nice(19)
+        except OSError:
+            pass
+
+
+def _be_normal():
+    """Time to act: back to the normal class when allowed (it needs RLIMIT_NICE or privileges)."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    except (AttributeError, OSError):
+        pass
+
+
 def main(argv):
     grace = float(argv[1])
     events = argv[2] if len(argv) > 2 and argv[2] else None
     if len(argv) > 3 and argv[3]:
         sys.path.insert(0, argv[3])
     start_of = _linux_start if sys.platform.startswith("linux") else _psutil_start
+    _be_idle()
     for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
         # A Ctrl-C or a group-wide TERM is for the supervisor, which then stops the programs and closes
         # the pipe; the sentinel acts on EOF only.
@@ -96,6 +117,7 @@ def main(argv):
                 table.pop(int(line[1:]), None)
     if not table:
         return 0
+    _be_normal()
 
     def same(pid):
         return start_of(pid) == table[pid][1]

@@ -60,6 +60,7 @@ class Engine:
         self._shutting_down = False
         self._announced_ready = False
         self._checks_pending = False
+        self._sentinel_flush_pending = False
         self.exit_code = 0
         self.control: ControlServer | None = None
         self.identity = ProcessIdentity.current()
@@ -152,6 +153,7 @@ class Engine:
         self._by_pid[pid] = runner
         if self.sentinel is not None:
             self.sentinel.add(pid, runner.name)
+            self._schedule_sentinel_flush()
         # ``before_reap`` runs while the exited leader is a zombie: its group id is still reserved, so
         # sweeping the group cannot hit a stranger.
         self.watcher.watch(pid, runner.on_exit, runner.kill_leftovers)
@@ -160,6 +162,17 @@ class Engine:
         self._by_pid.pop(pid, None)
         if self.sentinel is not None:
             self.sentinel.remove(pid)
+            self._schedule_sentinel_flush()
+
+    def _schedule_sentinel_flush(self) -> None:
+        if not self._sentinel_flush_pending:
+            self._sentinel_flush_pending = True
+            self.loop.call_soon(self._flush_sentinel)
+
+    def _flush_sentinel(self) -> None:
+        self._sentinel_flush_pending = False
+        if self.sentinel is not None:
+            self.sentinel.flush()
 
     def _on_stray(self, pid: int, returncode: int) -> None:
         # A double-forked grandchild re-parented to us (we are a subreaper) exited: reaped, counted.

@@ -297,6 +297,7 @@ class ProgramRunner:
         if self.ready_timed_out:
             why = self.reason
             signalled, code = False, 1
+            uptime = 0.0  # never became ready: a quick death however long it waited, so it backs off
         self._after_death(returncode=code, signalled=signalled, uptime=uptime, why=why)
 
     def _after_death(self, *, returncode: int, signalled: bool, uptime: float, why: str) -> None:
@@ -357,6 +358,10 @@ class ProgramRunner:
             return
         try:
             os.killpg(self.pid, sig)
+            if sig != signal.SIGKILL:
+                # A suspended (SIGSTOP'd) program would hold its stop signal pending until the grace
+                # ran out; continue it so it can act on it now (as systemd does).
+                os.killpg(self.pid, signal.SIGCONT)
         except ProcessLookupError:
             pass
         except PermissionError:
