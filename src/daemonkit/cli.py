@@ -200,7 +200,16 @@ def cmd_supervise(args: argparse.Namespace, target: Target) -> int:
     except DaemonkitError as exc:
         print(f"daemonkit supervise: {exc.message}", file=sys.stderr)
         return 78  # configuration error: service managers must not restart us in a loop
-    return run_supervisor(spec, home, backend=args.backend or os.environ.get("DAEMONKIT_BACKEND", "detached"))
+    from .errors import AlreadyRunningError
+
+    try:
+        return run_supervisor(spec, home, backend=args.backend or os.environ.get("DAEMONKIT_BACKEND", "detached"))
+    except AlreadyRunningError:
+        raise
+    except DaemonkitError as exc:
+        # Something about this machine or home blocks the supervisor; a restart would only repeat it.
+        print(f"daemonkit supervise: {exc.message}", file=sys.stderr)
+        return 78
 
 
 def cmd_install(args: argparse.Namespace, target: Target) -> int:
@@ -213,6 +222,10 @@ def cmd_install(args: argparse.Namespace, target: Target) -> int:
         print(f"  {line}")
     for note in result.notes:
         print(f"note: {note}")
+    if result.status is not None:
+        from .render import render_status
+
+        print(render_status(result.status, color=_color()))
     print(f"next: {target.cmd('status', result.name)} --deep")
     return EXIT_OK
 

@@ -9,9 +9,11 @@ undone (uninstall) by the next one.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -147,11 +149,22 @@ class SystemdBackend:
                 props[key] = value
         return props
 
-    def _journal_tail(self, scope: str, unit: str, lines: int = 20) -> str:
+    def _journal_tail(self, scope: str, unit: str, lines: int = 20, since: float | None = None) -> str:
+        """The unit's last journal lines (only those since ``since``, a time.time(), when given), headed
+        so they read as the manager's view below an error."""
         argv = ["journalctl", *(["--user"] if scope == "user" else []), "-u", unit, "-n", str(lines),
-                "--no-pager", "-o", "cat"]
+                "--no-pager", "-o", "short-precise"]
+        if since is not None:
+            argv.append(f"--since=@{math.floor(since)}")  # whole seconds: journalctl's @EPOCH form
         result = self.ctx.runner.run(argv, timeout=QUICK, env=self._command_env())
-        return result.stdout.strip() if result.ok else ""
+        text = result.stdout.strip() if result.ok else ""
+        if not text or text.startswith("-- No entries --"):
+            return ""
+        return f"--- journalctl{' --user' if scope == 'user' else ''} -u {unit}:\n{text}"
+
+    def recent_log(self, spec: "Spec", home: "Home", *, since: float, lines: int = 20) -> str:
+        """What the manager logged about the unit since ``since``: for start failures and timeouts."""
+        return self._journal_tail(spec.scope, unit_name(spec), lines, since)
 
     def _journal_hint(self, scope: str, unit: str) -> str:
         return f"see 'journalctl{' --user' if scope == 'user' else ''} -u {unit} -n 50'"
@@ -335,11 +348,12 @@ class SystemdBackend:
 
     def _start(self, spec: "Spec", verb: str) -> None:
         scope, unit = spec.scope, unit_name(spec)
+        since = time.time()
         # Type=notify: this returns when the supervisor reports READY=1, or fails with its reason.
         result = self._check_result(self._systemctl(scope, verb, unit, timeout=start_timeout(spec) + 15), scope)
         if not result.ok:
             raise DaemonkitError(f"{unit} did not start", result.summary(), self._journal_hint(scope, unit),
-                                 details=self._journal_tail(scope, unit))
+                                 details=self._journal_tail(scope, unit, since=since))
 
     def _must(self, result: CommandResult, scope: str, what: str) -> CommandResult:
         self._check_result(result, scope)
