@@ -315,6 +315,7 @@ class ProgramRunner:
         if self.ready_timed_out:
             why = self.reason
             signalled, code = False, 1
+            uptime = 0.0  # never became ready, so never a stable run: a quick death that backs off
         self._after_death(returncode=code, signalled=signalled, uptime=uptime, why=why)
 
     def _after_death(self, *, returncode: int, signalled: bool, uptime: float, why: str) -> None:
