@@ -30,8 +30,9 @@ UNIT_DIR = HOME / ".config" / "systemd" / "user"
 ODD_ARGS = ["a b", 'd"q', "it's", "100%", "%h", "$HOME", "${X}", "back\\slash", "line1\nline2", "tab\there"]
 
 
-def dk(*args: str, timeout: float = 90) -> dict[str, Any]:
-    proc = subprocess.run([PY, "-m", "daemonkit", *args], capture_output=True, text=True, timeout=timeout)
+def dk(*args: str, timeout: float = 90, drop_env: tuple[str, ...] = ()) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if k not in drop_env}
+    proc = subprocess.run([PY, "-m", "daemonkit", *args], capture_output=True, text=True, timeout=timeout, env=env)
     return {"rc": proc.returncode, "out": proc.stdout, "err": proc.stderr}
 
 
@@ -294,8 +295,18 @@ def killed_install(obs: dict[str, Any], work: Path) -> None:
     dk("remove", "slowpoke")
 
 
+def no_user_bus(obs: dict[str, Any], work: Path) -> None:
+    # As after 'sudo su - sdtest': no XDG_RUNTIME_DIR, no bus address.
+    dk("add", "nobus", "--", PY, "-c", "import time; time.sleep(600)")
+    obs["nobus_install"] = dk("install", "nobus", drop_env=("XDG_RUNTIME_DIR", "DBUS_SESSION_BUS_ADDRESS"))
+    obs["nobus_record"] = (Path(os.environ["DAEMONKIT_HOME"]) / "nobus" / "install.json").exists()
+    obs["nobus_unit"] = show("daemonkit-nobus.service")
+    dk("remove", "nobus")
+
+
 def first(obs: dict[str, Any], work: Path) -> None:
     obs["home_before"] = tree(HOME)
+    no_user_bus(obs, work)
     lifecycle(obs, work)
     failing_install(obs, work)
     foreign_unit(obs, work)
@@ -316,6 +327,15 @@ def second(obs: dict[str, Any], work: Path) -> None:
     obs["uninstall_again"] = dk("uninstall", "web")
     obs["home_after"] = tree(HOME)
     obs["remove"] = dk("remove", "web")
+    # The demo picks the user manager when it is reachable.
+    obs["demo"] = dk("demo")
+    obs["demo_unit"] = show("daemonkit-demo.service")
+    obs["demo_status"] = status_json("demo")
+    obs["demo_stop"] = dk("stop", "demo")
+    obs["demo_after_stop"] = show("daemonkit-demo.service")
+    obs["demo_uninstall"] = dk("uninstall", "demo")
+    obs["demo_remove"] = dk("remove", "demo")
+    obs["home_after_demo"] = tree(HOME)
 
 
 def main() -> int:

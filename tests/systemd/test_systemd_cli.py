@@ -208,3 +208,25 @@ def test_uninstall_leaves_home_exactly_as_before(run: dict[str, Any]) -> None:
     assert second["uninstall_again"]["rc"] == 4
     assert second["home_after"] == first["home_before"]
     _ok(second["remove"])
+
+
+def test_missing_user_bus_is_a_clear_error_not_a_fallback(run: dict[str, Any]) -> None:
+    first = run["first"]
+    result = first["nobus_install"]
+    assert result["rc"] == 1 and "Traceback" not in result["err"]
+    assert "cannot reach your systemd user manager" in result["err"] and "sudo su -" in result["err"]
+    assert "--backend detached" in result["err"]
+    assert first["nobus_record"] is False and first["nobus_unit"]["LoadState"] == "not-found"
+
+
+def test_demo_runs_under_the_user_manager(run: dict[str, Any]) -> None:
+    second = run["second"]
+    out = _ok(second["demo"])
+    assert "(backend: systemd)" in out and "demo is up" in out and "daemonkit uninstall demo" in out
+    assert "next login" in out and "enable-linger" in out
+    assert second["demo_unit"]["ActiveState"] == "active" and second["demo_unit"]["UnitFileState"] == "enabled"
+    assert second["demo_status"]["backend"] == "systemd" and second["demo_status"]["healthy"]
+    assert "stopped demo" in _ok(second["demo_stop"]) and second["demo_after_stop"]["ActiveState"] == "inactive"
+    _ok(second["demo_uninstall"])
+    _ok(second["demo_remove"])
+    assert second["home_after_demo"] == run["first"]["home_before"]

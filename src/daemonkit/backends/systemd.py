@@ -186,7 +186,7 @@ class SystemdBackend:
         try:
             self._require_manager("user")
         except DaemonkitError as exc:
-            return Availability(False, exc.message)
+            return Availability(False, exc.message, blocking=exc)
         return Availability(True, "a systemd user manager is reachable")
 
     def render(self, spec: "Spec", home: "Home") -> list[Artifact]:
