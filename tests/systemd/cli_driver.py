@@ -304,9 +304,29 @@ def no_user_bus(obs: dict[str, Any], work: Path) -> None:
     dk("remove", "nobus")
 
 
+def odd_python(obs: dict[str, Any], work: Path) -> None:
+    # The venv reached through a directory name systemd refuses as an executable ("it's "q"\..."):
+    # the unit runs it through env(1), and the supervisor's argv must still be exactly that path.
+    link = work / "it's \"q\" back\\slash $HOME 100%"
+    link.symlink_to(Path(PY).parent.parent)
+    python = str(link / "bin" / "python")
+    dk("add", "oddpy", "--", PY, "-c", "import time; time.sleep(600)")
+    proc = subprocess.run([python, "-m", "daemonkit", "install", "oddpy"], capture_output=True, text=True, timeout=90)
+    obs["oddpy_install"] = {"rc": proc.returncode, "out": proc.stdout, "err": proc.stderr}
+    props = show("daemonkit-oddpy.service")
+    obs["oddpy_unit"] = props
+    pid = int(props.get("MainPID") or 0)
+    obs["oddpy_cmdline"] = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1] if pid else []
+    obs["oddpy_python"] = python
+    obs["oddpy_uninstall"] = dk("uninstall", "oddpy")
+    dk("remove", "oddpy")
+    link.unlink()
+
+
 def first(obs: dict[str, Any], work: Path) -> None:
     obs["home_before"] = tree(HOME)
     no_user_bus(obs, work)
+    odd_python(obs, work)
     lifecycle(obs, work)
     failing_install(obs, work)
     foreign_unit(obs, work)

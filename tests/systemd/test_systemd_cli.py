@@ -230,3 +230,12 @@ def test_demo_runs_under_the_user_manager(run: dict[str, Any]) -> None:
     _ok(second["demo_uninstall"])
     _ok(second["demo_remove"])
     assert second["home_after_demo"] == run["first"]["home_before"]
+
+
+def test_python_in_a_directory_systemd_cannot_name_runs_through_env(run: dict[str, Any]) -> None:
+    first = run["first"]
+    _ok(first["oddpy_install"])
+    assert first["oddpy_unit"]["ActiveState"] == "active"
+    home = next(line for line in first["oddpy_install"]["out"].splitlines() if "daemonkit-oddpy.service" in line)
+    assert first["oddpy_cmdline"][:5] == [first["oddpy_python"], "-m", "daemonkit", "supervise", "--home"], home
+    _ok(first["oddpy_uninstall"])

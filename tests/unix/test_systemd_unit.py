@@ -73,6 +73,14 @@ def test_executable_keeps_dollar() -> None:
     assert exec_line(["/opt/a$b 100%/python", "$x"]) == '"/opt/a$b 100%%/python" "$$x"'
 
 
+@pytest.mark.parametrize("exe", ["/opt/it's/python", '/opt/"q"/python', "/opt/back\\slash/python"])
+def test_executable_systemd_refuses_runs_through_env(exe: str) -> None:
+    # systemd rejects quotes and backslashes in the executable word however it is quoted
+    # ("Executable name contains special characters"); as an argument of env(1) they are fine.
+    line = exec_line([exe, "-m", "daemonkit"])
+    assert line == f'"/usr/bin/env" {quote_exec_arg(exe)} "-m" "daemonkit"'
+
+
 @pytest.mark.parametrize("bad", ["line\nbreak", "cr\rhere", "tab\there", "nul\x00", "bell\x07"])
 def test_control_characters_are_refused(bad: str) -> None:
     with pytest.raises(DaemonkitError, match="control character"):
