@@ -155,7 +155,7 @@ def test_no_gui_session(backend: LaunchdBackend, launchd: FakeLaunchd, home: Hom
     launchd.bootstrap_errors = [(125, "Bootstrap failed: 125: Domain does not support specified action")]
     with pytest.raises(DaemonkitError, match="no GUI login session") as info:
         backend.install(make_spec(), home)
-    assert "--scope system" in str(info.value)
+    assert 'scope = "system"' in str(info.value)
 
 
 def test_foreign_plist(backend: LaunchdBackend, launchd: FakeLaunchd, home: Home, agents: Path) -> None:

@@ -199,8 +199,8 @@ class LaunchdBackend:
                 raise DaemonkitError(
                     f"cannot load {label(spec)} into {domain}", "this user has no GUI login session (SSH or a "
                     "headless Mac); LaunchAgents live in the login session",
-                    "log in at the Mac's screen (or with Screen Sharing) once, or install for the whole machine "
-                    "with sudo and --scope system")
+                    "log in at the Mac's screen (or with Screen Sharing) once, or install it for the whole machine: "
+                    "scope = \"system\" in its spec, then sudo daemonkit install --spec FILE")
             # Exit 5 / 37 / "already": either the job is already there, or an earlier bootout is still
             # settling. print tells the first; a short wait and retry covers the second.
             if self._loaded(spec)[0]:
@@ -228,7 +228,7 @@ class LaunchdBackend:
     def install(self, spec: "Spec", home: "Home") -> list[str]:
         if spec.scope == "system" and self.euid != 0:
             raise DaemonkitError("cannot install a LaunchDaemon", "system scope needs root",
-                                 "re-run with sudo, or install for your user only with --scope user")
+                                 "re-run with sudo, or pass --fallback user to install it for your user only")
         (artifact,) = self.render(spec, home)
         path = artifact.path
         lines = [f"removed {tmp}, left by an interrupted install" for tmp in _files.remove_stale_temps(path)]

@@ -116,7 +116,7 @@ class SystemdBackend:
             "cannot reach your systemd user manager",
             f"there is no user bus for {user} ({why}); shells opened with 'sudo su -' or 'su' have none",
             f"log in as {user} directly (ssh {user}@host, or 'machinectl shell {user}@'), "
-            "or install for the whole machine with sudo and --scope system",
+            "or install it for the whole machine: scope = \"system\" in its spec, then sudo daemonkit install --spec FILE",
         )
 
     def _check_result(self, result: CommandResult, scope: str) -> CommandResult:
@@ -130,7 +130,7 @@ class SystemdBackend:
             if self.euid != 0:
                 raise DaemonkitError(
                     "cannot manage a system unit", f"system scope needs root (you are uid {self.euid})",
-                    "re-run with sudo, or install for your user only with --scope user (or --fallback user)")
+                    "re-run with sudo, or pass --fallback user to install it for your user only")
             return
         if not self.ctx.env.get("XDG_RUNTIME_DIR") and not self.ctx.env.get("DBUS_SESSION_BUS_ADDRESS"):
             raise self._bus_error()
@@ -364,7 +364,7 @@ class SystemdBackend:
 
     def _write_hint(self, scope: str) -> str:
         if scope == "system":
-            return "system units need root: re-run with sudo, or use --scope user"
+            return "system units need root: re-run with sudo, or pass --fallback user to install it for your user only"
         return "make the directory writable by you, or remove a file of the same name that is in the way"
 
     @staticmethod
