@@ -93,3 +93,25 @@ def test_stop_and_remove_say_what_happened(cli) -> None:  # type: ignore[no-unty
     assert cli("start", "busy").returncode == 0
     removed = cli("remove", "busy")
     assert removed.returncode == 0 and "stopped busy" in removed.stdout
+
+
+def test_supervisor_config_error_exit_code_per_manager(cli, dk_env) -> None:  # type: ignore[no-untyped-def]
+    """78 keeps systemd from restarting (RestartPreventExitStatus=78); launchd only spares exit 0
+    (KeepAlive SuccessfulExit=false), so under launchd the same decision is exit 0."""
+    home = Path(dk_env["DAEMONKIT_HOME"]) / "broken"
+    assert cli("add", "broken", "--", PY, "-c", "pass").returncode == 0
+    (home / "spec.toml").write_text("this is [ not toml")
+    plain = cli("supervise", "--home", str(home))
+    assert plain.returncode == 78 and "daemonkit supervise: invalid spec" in plain.stderr
+    launchd = cli("supervise", "--home", str(home), "--backend", "launchd")
+    assert launchd.returncode == 0 and "daemonkit supervise: invalid spec" in launchd.stderr
+    assert "Traceback" not in plain.stderr + launchd.stderr
+
+
+def test_supervisor_refusing_its_home_exits_78(cli, dk_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    target = tmp_path / "real-home"
+    target.mkdir()
+    link = tmp_path / "linked-home"
+    link.symlink_to(target)
+    result = cli("supervise", "--home", str(link))
+    assert result.returncode == 78 and "symbolic link" in result.stderr and "Traceback" not in result.stderr
