@@ -44,8 +44,8 @@ def test_most_permissive_program_policy_wins() -> None:
 
 def test_system_unit_runs_as_user_after_their_session() -> None:
     unit = keys(render_unit(make_spec(scope="system"), ARGV, scope="system",
-                            run_as=RunAs("alice", 1001), user_session=True))
-    assert unit[("Service", "User")] == ["alice"]
+                            run_as=RunAs("alice", 1001, "staff"), user_session=True))
+    assert unit[("Service", "User")] == ["alice"] and unit[("Service", "Group")] == ["staff"]
     assert unit[("Unit", "After")] == ["network.target", "user@1001.service"]
     assert unit[("Unit", "Wants")] == ["user@1001.service"]
     assert unit[("Install", "WantedBy")] == ["multi-user.target"]

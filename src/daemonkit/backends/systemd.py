@@ -93,7 +93,13 @@ class SystemdBackend:
         except KeyError:
             raise DaemonkitError(f"cannot run {spec.name} as {self.run_as!r}", "no such user on this machine",
                                  "create the account first, or pick an existing user") from None
-        return RunAs(entry.pw_name, entry.pw_uid)
+        import grp
+
+        try:
+            group = grp.getgrgid(entry.pw_gid).gr_name
+        except KeyError:  # a primary gid without a group entry: let systemd use the gid's default
+            group = ""
+        return RunAs(entry.pw_name, entry.pw_uid, group)
 
     # ------------------------------------------------------------------------------------- commands
 

@@ -59,6 +59,7 @@ class RunAs:
 
     user: str
     uid: int
+    group: str = ""  # the user's primary group; empty leaves Group= out
 
 
 def unit_name(spec: "Spec") -> str:
@@ -166,7 +167,7 @@ def render_unit(spec: "Spec", argv: Sequence[str], *, scope: str, run_as: RunAs 
     if scope == "system":
         unit.append("After=network.target")
         if run_as is not None:
-            service += [f"User={run_as.user}"]
+            service += [f"User={run_as.user}"] + ([f"Group={run_as.group}"] if run_as.group else [])
             if user_session:
                 # Programs that talk to the user's session bus need the user manager up first.
                 unit += [f"After=user@{run_as.uid}.service", f"Wants=user@{run_as.uid}.service"]
