@@ -323,10 +323,21 @@ def odd_python(obs: dict[str, Any], work: Path) -> None:
     link.unlink()
 
 
+def system_scope_fallback(obs: dict[str, Any], work: Path) -> None:
+    spec = work / "sys.toml"
+    spec.write_text(f'name = "sys"\nscope = "system"\n[programs.p]\nargv = {json.dumps([PY, "-c", "import time; time.sleep(600)"])}\n')
+    obs["sys_refused"] = dk("install", "--spec", str(spec))
+    obs["sys_fallback"] = dk("install", "--spec", str(spec), "--fallback", "user")
+    obs["sys_unit"] = show("daemonkit-sys.service")
+    obs["sys_uninstall"] = dk("uninstall", "sys")
+    dk("remove", "sys")
+
+
 def first(obs: dict[str, Any], work: Path) -> None:
     obs["home_before"] = tree(HOME)
     no_user_bus(obs, work)
     odd_python(obs, work)
+    system_scope_fallback(obs, work)
     lifecycle(obs, work)
     failing_install(obs, work)
     foreign_unit(obs, work)

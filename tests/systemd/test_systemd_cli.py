@@ -239,3 +239,14 @@ def test_python_in_a_directory_systemd_cannot_name_runs_through_env(run: dict[st
     home = next(line for line in first["oddpy_install"]["out"].splitlines() if "daemonkit-oddpy.service" in line)
     assert first["oddpy_cmdline"][:5] == [first["oddpy_python"], "-m", "daemonkit", "supervise", "--home"], home
     _ok(first["oddpy_uninstall"])
+
+
+def test_system_scope_without_root_falls_back_to_user_only_when_asked(run: dict[str, Any]) -> None:
+    first = run["first"]
+    refused = first["sys_refused"]
+    assert refused["rc"] == 1 and "cannot install sys for the whole machine" in refused["err"]
+    assert "--fallback user" in refused["err"]
+    out = _ok(first["sys_fallback"])
+    assert "with systemd (user scope)" in out and "installed for your user instead, as asked (--fallback user)" in out
+    assert first["sys_unit"]["ActiveState"] == "active"
+    _ok(first["sys_uninstall"])
