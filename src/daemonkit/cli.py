@@ -198,17 +198,30 @@ def cmd_run(args: argparse.Namespace, target: Target) -> int:
 
 def cmd_supervise(args: argparse.Namespace, target: Target) -> int:
     """Internal: what service managers and detached spawns run."""
+    from .errors import AlreadyRunningError
     from .paths import Home
     from .spec import load_spec
     from .supervisor.engine import run_supervisor
 
-    home = Home(os.path.abspath(args.home)).ensure()
+    backend = args.backend or os.environ.get("DAEMONKIT_BACKEND", "detached")
     try:
+        home = Home(os.path.abspath(args.home)).ensure()
         spec = load_spec(home.spec_file)
+        return run_supervisor(spec, home, backend=backend)
+    except AlreadyRunningError:
+        raise
     except DaemonkitError as exc:
+        # A bad spec, or something about this machine or home that blocks the supervisor: a restart
+        # would only repeat it.
         print(f"daemonkit supervise: {exc.message}", file=sys.stderr)
-        return 78  # configuration error: service managers must not restart us in a loop
-    return run_supervisor(spec, home, backend=args.backend or os.environ.get("DAEMONKIT_BACKEND", "detached"))
+        return _config_error_exit(backend)
+
+
+def _config_error_exit(backend: str) -> int:
+    """EX_CONFIG (78): systemd's RestartPreventExitStatus=78 keeps the supervisor down until the next
+    explicit start. launchd can only spare a *successful* exit (KeepAlive SuccessfulExit=false), so
+    under launchd the same decision is spelled exit 0."""
+    return 0 if backend == "launchd" else 78
 
 
 def cmd_install(args: argparse.Namespace, target: Target) -> int:
@@ -221,6 +234,10 @@ def cmd_install(args: argparse.Namespace, target: Target) -> int:
         print(f"  {line}")
     for note in result.notes:
         print(f"note: {note}")
+    if result.status is not None:
+        from .render import render_status
+
+        print(render_status(result.status, color=_color()))
     print(f"next: {target.cmd('status', result.name)} --deep")
     return EXIT_OK
 
