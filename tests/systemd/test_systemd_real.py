@@ -25,6 +25,8 @@ SETUP = "bash tests/envs/setup-systemd.sh"
 VENV = Path(os.environ.get("DAEMONKIT_SD_VENV", "/var/cache/daemonkit-tests/systemd/venv"))
 USER = "sdtest"
 UNIT = "daemonkit-demo.service"
+# A real lane: it installs into its venv and runs a real systemd, so no daemonkit sandbox or guard.
+pytestmark = pytest.mark.daemonkit_real("real systemd user manager lane")
 
 
 def why_not() -> str | None:
