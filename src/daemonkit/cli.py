@@ -149,12 +149,33 @@ def cmd_status(args: argparse.Namespace, target: Target) -> int:
     from .render import render_status
 
     spec, home = target.resolve(args, from_file=False)
+    if args.deep:
+        return _status_deep(args, target, spec, home)
     result = api.status_of(spec, home)
     if args.json:
         print(json.dumps(result.to_json(), indent=2, sort_keys=True))
     else:
         print(render_status(result, color=_color()))
     return EXIT_OK if result.running else EXIT_NOT_RUNNING
+
+
+def _status_deep(args: argparse.Namespace, target: Target, spec: "Spec", home: "Home") -> int:
+    from .doctor import diagnose
+
+    report = diagnose(spec, home, budget=args.timeout, cmd=lambda verb: target.cmd(verb, spec.name))
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2, sort_keys=True))
+    else:
+        from .doctor.table import render_deep
+
+        print(render_deep(report, color=_color(), verbose=args.verbose, width=_width()))
+    return report.exit_code
+
+
+def _width() -> int:
+    import shutil
+
+    return max(60, min(120, shutil.get_terminal_size((100, 24)).columns))
 
 
 def cmd_list(args: argparse.Namespace, target: Target) -> int:
@@ -303,7 +324,14 @@ def add_commands(subparsers: Any, spec: "Spec | None" = None, *, prog: str = "da
 
     p = sub("status", cmd_status, "show state (exit 3 when not running)")
     _name_arg(p, target)
-    p.add_argument("--json", action="store_true", help="machine-readable output (schema daemonkit.status/1)")
+    p.add_argument("--json", action="store_true",
+                   help="machine-readable output (schema daemonkit.status/1; with --deep daemonkit.status-deep/1, "
+                        "see docs/status-schema.json)")
+    p.add_argument("--deep", action="store_true",
+                   help="numbered PASS/FAIL/WARN/SKIP probes of every signal, each FAIL with its fix")
+    p.add_argument("--verbose", "-v", action="store_true", help="with --deep: the evidence of every probe")
+    p.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
+                   help="with --deep: how long to wait for the service manager and health checks (default 5)")
 
     p = sub("logs", cmd_logs, "show program output and the lifecycle events")
     _name_arg(p, target)
@@ -370,6 +398,13 @@ def dispatch(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`status --deep | head`, `logs -f | grep -m1`): that is not an error.
+        # Point stdout at devnull so the interpreter's final flush does not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
