@@ -330,9 +330,10 @@ def last_event(f: Facts, cmd: Cmd) -> Check:
     ev["last"] = _fmt(last, f.now)
     meaning = EVENTS.get(str(last.get("event")), "")
     # The supervisor's own story: its last start without a matching stop, while nobody holds the lock.
-    sup_events = [e for e in events if e.get("program") is None and str(e.get("event", "")).startswith("supervisor-")]
-    if sup_events and not r.lock.held and sup_events[-1].get("event") != "supervisor-stop":
-        start = sup_events[-1]
+    sup_events = [e for e in events if e.get("program") is None
+                  and (str(e.get("event", "")).startswith("supervisor-") or e.get("event") == "stale-cleared")]
+    if sup_events and not r.lock.held and sup_events[-1].get("event") not in ("supervisor-stop", "stale-cleared"):
+        start = next((e for e in reversed(sup_events) if e.get("event") == "supervisor-start"), sup_events[-1])
         ev["supervisor"] = _fmt(start, f.now)
         return Check(6, "last-event", title, WARN,
                      f"supervisor pid {start.get('pid')} started {_when(start.get('ts'), f.now)} and never logged a "
