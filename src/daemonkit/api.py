@@ -142,7 +142,7 @@ def status_of(spec: Spec, home: Home) -> DaemonStatus:
         from .proc.identity import liveness
 
         recorded = ProcessIdentity(pid.data["pid"], float(pid.data["create_time"]))
-        problems.append(f"stale: supervisor.pid names pid {recorded.pid}, which is {liveness(recorded)} (the supervisor "
+        problems.append(f"supervisor.pid is stale: it names pid {recorded.pid}, which is {liveness(recorded)} (the supervisor "
                         f"did not exit cleanly); 'daemonkit stop {spec.name}' clears it, "
                         f"'daemonkit status {spec.name} --deep' shows every signal")
     running = lock.held
