@@ -109,12 +109,22 @@ def map_bounded(func: Callable[[T], Any], items: Sequence[T], budget: float, wor
 
 
 class CappedRunner:
-    """Wraps a backend ``Runner`` so that no command it runs may take longer than ``cap`` seconds."""
+    """Wraps a backend ``Runner`` so that no command it runs outlives ``deadline`` (``time.monotonic()``).
 
-    def __init__(self, inner: Any, cap: float) -> None:
+    Each command gets what is left of the budget as its timeout (the runner kills it then); once the
+    budget is spent, further commands are not started at all but answered as timed out. So a look-up
+    abandoned at the deadline leaves no process behind.
+    """
+
+    def __init__(self, inner: Any, deadline: float) -> None:
         self.inner = inner
-        self.cap = cap
+        self.deadline = deadline
 
     def run(self, argv: Sequence[str], *, timeout: float = 30.0, input: str | None = None,
             env: Mapping[str, str] | None = None) -> Any:
-        return self.inner.run(argv, timeout=min(timeout, self.cap), input=input, env=env)
+        left = self.deadline - time.monotonic()
+        if left <= 0.01:
+            from ..backends.base import CommandResult
+
+            return CommandResult(tuple(str(a) for a in argv), -1, timed_out=True)
+        return self.inner.run(argv, timeout=min(timeout, left), input=input, env=env)

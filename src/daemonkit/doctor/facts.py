@@ -185,11 +185,12 @@ def _live_status(spec: "Spec", home: "Home") -> Any:
     return api.status_of(spec, home)
 
 
-def _backend_status(spec: "Spec", home: "Home", name: str, install: dict[str, Any], ctx: Any, cap: float) -> Any:
+def _backend_status(spec: "Spec", home: "Home", name: str, install: dict[str, Any], ctx: Any,
+                    deadline: float) -> Any:
     from ..backends import default_context, get_backend
 
     ctx = ctx if ctx is not None else default_context()
-    ctx.runner = CappedRunner(ctx.runner, cap)
+    ctx.runner = CappedRunner(ctx.runner, deadline)
     python = install.get("python")
     if isinstance(python, str) and python:
         ctx.python = python  # drift is judged against what install wrote, not the python running status
@@ -313,7 +314,9 @@ def gather(spec: "Spec", home: "Home", *, budget: float = DEFAULT_BUDGET, ctx: A
         "platform": lambda: _platform(install),
     }
     if install and backend_name != "detached":
-        jobs["backend"] = lambda: _backend_status(spec, home, backend_name, install, ctx, budget)
+        # Commands end a little before the budget, so their timeouts (not our abandoning them) stop them.
+        deadline = time.monotonic() + budget * 0.9
+        jobs["backend"] = lambda: _backend_status(spec, home, backend_name, install, ctx, deadline)
     entries = (records.state.data or {}).get("programs") or {}
     jobs["programs"] = lambda: _program_facts(spec, entries, budget * 0.8)
     outcomes = run_bounded(jobs, budget)

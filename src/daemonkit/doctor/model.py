@@ -43,6 +43,8 @@ class Check:
     elapsed_ms: float = 0.0
 
     def __post_init__(self) -> None:
+        if not isinstance(self.hint, str) or not isinstance(self.summary, str):
+            raise TypeError(f"probe [{self.number}]: summary and hint are text")
         if self.result not in RESULTS:
             raise ValueError(f"unknown probe result {self.result!r}")
         if self.result in (FAIL, WARN) and not self.hint:

@@ -27,7 +27,7 @@ def _backend(f: Facts, number: int, key: str, title: str, cmd: Cmd) -> tuple[Any
     if f.backend_name == "detached":
         return None, Check(number, key, title, SKIP,
                            "installed without a service manager (detached): " + _NOT_INSTALLED.split(": ", 1)[1]
-                           if number == 7 else "detached: no service manager to ask", {"backend": "detached"})
+                           if number == 7 else "detached: no service manager to ask", evidence={"backend": "detached"})
     outcome = f.backend
     assert outcome is not None
     if not outcome.ok:
@@ -101,7 +101,11 @@ def manager_active(f: Facts, cmd: Cmd) -> Check:
         return Check(9, "manager-active", title, SKIP, "nothing registered to ask about (see [7])", evidence=ev)
     if status.active is None:
         why = "; ".join(status.notes[:1]) or status.detail or "no answer"
-        return Check(9, "manager-active", title, WARN, f"{f.backend_name} could not say: {why}",
+        # A manager that does not answer in time is a failure of its own (a hung systemctl/schtasks),
+        # not an "I don't know".
+        hung = "timed out" in why
+        return Check(9, "manager-active", title, FAIL if hung else WARN,
+                     f"{f.backend_name} " + ("did not answer: " if hung else "could not say: ") + why,
                      _manager_hint(f, cmd), ev)
     if not status.active:
         hint = f"'{cmd('start')}' starts it through {f.backend_name}"
