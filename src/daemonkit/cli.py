@@ -195,7 +195,7 @@ def cmd_logs(args: argparse.Namespace, target: Target) -> int:
 
     spec, home = target.resolve(args, from_file=False)
     return show_logs(spec, home, lines=args.lines, follow=args.follow, program=args.program,
-                     stream=args.stream, events=args.events, as_json=args.json)
+                     stream=args.stream, events=args.events, as_json=args.json, since=args.since)
 
 
 def cmd_run(args: argparse.Namespace, target: Target) -> int:
@@ -336,11 +336,14 @@ def add_commands(subparsers: Any, spec: "Spec | None" = None, *, prog: str = "da
     p = sub("logs", cmd_logs, "show program output and the lifecycle events")
     _name_arg(p, target)
     prog_arg(p)
-    p.add_argument("-n", "--lines", type=int, default=20)
-    p.add_argument("-f", "--follow", action="store_true")
+    p.add_argument("-n", "--lines", type=int, default=None, metavar="N",
+                   help="the last N lines (default 20; all of them with --since), across rotated files")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines (survives rotation)")
+    p.add_argument("--since", metavar="WHEN",
+                   help="only newer than WHEN: 90s, 10m, 2h, 1d, an ISO date/time, or Unix seconds")
     p.add_argument("--stream", choices=("out", "err", "both"), default="both")
     p.add_argument("--events", action="store_true", help="the lifecycle ledger instead of program output")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="one JSON object a line")
 
     p = sub("install", cmd_install, "register with the OS service manager: start at login/boot, restart if killed")
     _name_arg(p, target, spec_file=True)
