@@ -268,3 +268,27 @@ def test_readiness_now_fails_when_the_port_closes(cli, dk_env, tmp_path) -> None
     assert probe(report, 5)["result"] == "PASS"  # the state still says ready: [10] is the signal that disagrees
     assert report["verdict"]["line"].startswith("degraded: [10]")
     assert "FAIL" in row(table, 10) and "daemonkit logs web --program web" in table
+
+
+def test_a_stepped_wall_clock_is_not_mistaken_for_a_recycled_pid(cli, started) -> None:  # type: ignore[no-untyped-def]
+    """Create times are wall-clock based; after an NTP step or a VM resume every record is off by the same
+    amount. The OS lock table still names the holder, so [2] passes and [4] explains instead of crying
+    "recycled"."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the lock table (/proc/locks) is Linux")
+    for name in ("supervisor.lock", "supervisor.pid", "state.json"):
+        path = started / name
+        data = json.loads(path.read_text().splitlines()[0])
+        target = data["supervisor"] if name == "state.json" else data
+        target["create_time"] -= 2.0
+        # Written in place: the supervisor keeps its lock on the same file.
+        with open(path, "r+") as f:
+            f.truncate(0)
+            f.write(json.dumps(data) + "\n")
+    report, table, rc = deep(cli, "d")
+    assert probe(report, 2)["result"] == "PASS", probe(report, 2)
+    assert probe(report, 3)["result"] == "PASS", probe(report, 3)
+    check = probe(report, 4)
+    assert check["result"] == "WARN" and "wall clock" in check["summary"], check
+    assert check["evidence"]["create_time_shift_s"] == pytest.approx(2.0, abs=0.02)
+    assert rc == 0 and report["verdict"]["level"] == "healthy"

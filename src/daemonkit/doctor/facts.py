@@ -251,14 +251,18 @@ def _why_not_writable(directory: Path) -> str:
 
 
 def _platform(install: dict[str, Any] | None) -> Platform:
-    from ..backends.chooser import is_admin
+    if sys.platform == "win32":
+        from ..backends.chooser import is_admin
 
+        admin = is_admin()
+    else:
+        admin = os.geteuid() == 0  # the chooser's test too, without importing the chooser (and inspect)
     wsl = None
     if sys.platform.startswith("linux"):
         from ..backends.wsl import detect, read_inputs
 
         wsl = detect(read_inputs())
-    info = Platform(system=sys.platform, python=sys.executable, admin=is_admin(), wsl=wsl)
+    info = Platform(system=sys.platform, python=sys.executable, admin=admin, wsl=wsl)
     python = (install or {}).get("python")
     if isinstance(python, str) and python:
         info.install_python = python
