@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from ..spec import Program, Spec
 
 INSTALL_RECORD = "install.json"
-EVENTS_TAIL_BYTES = 256 * 1024  # the ledger's last part: enough for the recent story, cheap to parse
+EVENTS_TAIL_BYTES = 128 * 1024  # the ledger's last part: enough for the recent story, cheap to parse
 DEFAULT_BUDGET = 5.0  # seconds for all slow look-ups together
 
 
@@ -279,7 +279,7 @@ def _program_facts(spec: "Spec", entries: dict[str, Any], budget: float) -> list
         proc = None
         identity = _identity(entry)
         if identity is not None:
-            proc = inspect(*identity)
+            proc = inspect(*identity, describe=False)
         out.append(ProgramFacts(program.name, entry, proc))
         if (program.ready is not None and program.ready.kind in ("tcp", "http", "file")
                 and proc is not None and proc.liveness == "alive"):

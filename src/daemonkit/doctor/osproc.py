@@ -35,16 +35,18 @@ class ProcInfo:
         return text if len(text) <= 160 else text[:157] + "..."
 
 
-def inspect(pid: int, create_time: float | None) -> ProcInfo:
-    """Look at ``pid`` once; ``create_time`` None means "whatever runs there" (no identity to match)."""
+def inspect(pid: int, create_time: float | None, *, describe: bool = True) -> ProcInfo:
+    """Look at ``pid`` once; ``create_time`` None means "whatever runs there" (no identity to match).
+    ``describe=False`` skips name, executable and command line (a third of the cost; per-program
+    checks at N=1000 only need the identity and the state)."""
     try:
         proc = psutil.Process(pid)
         with proc.oneshot():
             ctime = proc.create_time()
             status = proc.status()
-            name = _safe(proc.name)
-            exe = _safe(proc.exe)
-            cmdline = _safe(proc.cmdline, [])
+            name = _safe(proc.name) if describe else ""
+            exe = _safe(proc.exe) if describe else ""
+            cmdline = _safe(proc.cmdline, []) if describe else []
     except psutil.NoSuchProcess:
         return ProcInfo(pid, "dead")
     except (psutil.AccessDenied, ValueError, OSError):
