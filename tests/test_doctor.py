@@ -292,3 +292,22 @@ def test_a_stepped_wall_clock_is_not_mistaken_for_a_recycled_pid(cli, started) -
     assert check["result"] == "WARN" and "wall clock" in check["summary"], check
     assert check["evidence"]["create_time_shift_s"] == pytest.approx(2.0, abs=0.02)
     assert rc == 0 and report["verdict"]["level"] == "healthy"
+
+
+def test_records_that_disagree_with_the_lock_holder(cli, started) -> None:  # type: ignore[no-untyped-def]
+    pid_file = started / "supervisor.pid"
+    real = json.loads(pid_file.read_text())
+    me = psutil.Process()
+    pid_file.write_text(json.dumps({**real, "pid": me.pid, "create_time": me.create_time()}))
+    report, table, rc = deep(cli, "d")
+    check = probe(report, 3)
+    assert rc == 1 and check["result"] == "FAIL", check
+    assert f"the lock names pid {real['pid']}, but supervisor.pid says pid {me.pid}" in check["summary"]
+    assert "daemonkit restart d" in check["hint"] and report["verdict"]["level"] == "degraded"
+    pid_file.unlink()
+    report, _, rc = deep(cli, "d")
+    assert probe(report, 1)["result"] == "FAIL" and "missing, yet a process holds the lock" in probe(report, 1)["summary"]
+    assert probe(report, 3)["result"] == "FAIL" and "supervisor.pid is missing" in probe(report, 3)["summary"]
+    assert cli("restart", "d").returncode == 0
+    report, _, rc = deep(cli, "d")
+    assert rc == 0 and probe(report, 1)["result"] == probe(report, 3)["result"] == "PASS"
