@@ -311,3 +311,26 @@ def test_records_that_disagree_with_the_lock_holder(cli, started) -> None:  # ty
     assert cli("restart", "d").returncode == 0
     report, _, rc = deep(cli, "d")
     assert rc == 0 and probe(report, 1)["result"] == probe(report, 3)["result"] == "PASS"
+
+
+def test_crashloop_of_one_program_degrades_and_names_it(cli, dk_env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    spec = tmp_path / "mixed.toml"
+    spec.write_text(
+        'name = "mixed"\n'
+        f'[programs.steady]\nargv = {json.dumps(SLEEPER)}\n'
+        f'[programs.crashy]\nargv = {json.dumps([PY, "-c", "import sys; print(42 / 0)"])}\nautostart = false\n'
+        'restart = "always"\n[programs.crashy.backoff]\ncrashloop_restarts = 3\ncrashloop_cooldown = 600.0\n'
+        'initial = 0.05\n')
+    assert cli("start", "--spec", str(spec)).returncode == 0
+    failed = cli("start", "mixed", "--program", "crashy")
+    assert failed.returncode == 1 and "ZeroDivisionError" in failed.stderr + failed.stdout
+    state = Path(dk_env["DAEMONKIT_HOME"]) / "mixed" / "state.json"
+    wait_for(lambda: json.loads(state.read_text())["programs"]["crashy"]["state"] == "crashloop")
+    report, table, rc = deep(cli, "mixed")
+    assert rc == 1 and report["verdict"]["line"].startswith("degraded: [5] crashy: crashloop")
+    items = {i["name"]: i["result"] for i in probe(report, 5)["items"]}
+    assert items == {"steady": "PASS", "crashy": "FAIL"}
+    assert "daemonkit logs mixed --program crashy" in probe(report, 5)["hint"]
+    assert probe(report, 6)["result"] == "FAIL" and "crashy: crashloop" in probe(report, 6)["summary"]
+    assert probe(report, 10)["result"] == "PASS"  # the steady program is fine and ready
+    assert "- crashy: FAIL crashloop" in table
