@@ -264,3 +264,38 @@ def test_no_color_and_json_versions(cli, dk_env) -> None:  # type: ignore[no-unt
     assert report["schema"] == "daemonkit.status-deep/1" and report["version"] == __version__
     assert [p["number"] for p in report["probes"]] == list(range(1, 13))
     assert report["probes"][0]["result"] == SKIP
+
+
+def test_launchd_registration_probes_through_a_modelled_launchctl(cli, dk_env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """launchd cannot run here: launchctl is the project's model of it (tests/unix/fakes.py), the plist is
+    written and compared for real. The same three probes as for systemd, PASS then FAIL."""
+    from daemonkit.backends.base import BackendContext
+    from daemonkit.backends.launchd import LaunchdBackend
+    from daemonkit.doctor import diagnose
+    from daemonkit.paths import Home
+    from daemonkit.spec import load_spec
+    from unix.fakes import FakeLaunchd
+
+    assert cli("add", "mac", "--", *SLEEPER).returncode == 0
+    home = Home(Path(dk_env["DAEMONKIT_HOME"]) / "mac")
+    spec = load_spec(home.spec_file)
+    launchd = FakeLaunchd()
+    agents = tmp_path / "LaunchAgents"
+    ctx = BackendContext(runner=launchd.runner, python=PY, dirs={"launch_agents_dir": agents},
+                         env={"HOME": str(tmp_path)})
+    LaunchdBackend(ctx).install(spec, home)
+    (home.path / "install.json").write_text(json.dumps({"backend": "launchd", "scope": "user", "python": PY}))
+
+    report = diagnose(spec, home, ctx=ctx).to_json()
+    assert [probe(report, n)["result"] for n in (7, 8, 9)] == ["PASS", "PASS", "PASS"], report["probes"][6:9]
+    assert "pid 4242" in probe(report, 9)["summary"]
+    assert any("launchctl print" in str(v) for v in probe(report, 9)["evidence"].values())
+
+    plist = next(agents.glob("*.plist"))
+    plist.write_bytes(plist.read_bytes().replace(b"<key>KeepAlive</key>", b"<key>KeepAliveX</key>"))
+    launchd.loaded.clear()
+    report = diagnose(spec, home, ctx=ctx).to_json()
+    assert probe(report, 8)["result"] == "FAIL" and "KeepAlive" in probe(report, 8)["summary"], probe(report, 8)
+    check = probe(report, 9)
+    assert check["result"] == "FAIL" and "not loaded" in check["summary"] and "daemonkit start mac" in check["hint"]
+    assert report["exit_code"] == 1

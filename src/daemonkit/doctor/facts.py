@@ -189,11 +189,14 @@ def _backend_status(spec: "Spec", home: "Home", name: str, install: dict[str, An
                     deadline: float) -> Any:
     from ..backends import default_context, get_backend
 
-    ctx = ctx if ctx is not None else default_context()
-    ctx.runner = CappedRunner(ctx.runner, deadline)
+    import dataclasses
+
+    base = ctx if ctx is not None else default_context()
     python = install.get("python")
-    if isinstance(python, str) and python:
-        ctx.python = python  # drift is judged against what install wrote, not the python running status
+    # A copy: the caller's context keeps its own runner. Drift is judged against the python that
+    # install recorded, not the one running `status`.
+    ctx = dataclasses.replace(base, runner=CappedRunner(base.runner, deadline),
+                              python=python if isinstance(python, str) and python else base.python)
     return get_backend(name, ctx).status(spec, home)
 
 

@@ -109,7 +109,15 @@ def lock(f: Facts, cmd: Cmd) -> Check:
     return Check(2, "lock", title, FAIL,
                  "held, but the process named in the lock record is "
                  + (f"{sup.liveness} (pid {sup.pid})" if sup else "unknown (the record is empty or unreadable)"),
-                 f"find the holder with 'fuser {f.home.lock_file}' (or lsof) and end it; then '{cmd('start')}'", ev)
+                 f"find the holder with {_who_holds(str(f.home.lock_file))} and end it; then '{cmd('start')}'", ev)
+
+
+def _who_holds(path: str) -> str:
+    import sys
+
+    if sys.platform == "win32":
+        return f"Resource Monitor (CPU tab, Associated Handles: search {path!r})"
+    return f"'fuser -v {path}' or 'lsof {path}'"
 
 
 def _holds_lock(f: Facts, pid: int) -> bool:
