@@ -295,6 +295,7 @@ def _await_ready(spec: Spec, home: Home, timeout: float | None, *, supervisor: A
     answer: dict[str, Any] | None = None
     while answer is None:
         if supervisor is not None and not supervisor.is_alive():
+            _raise_if_rival(spec, home, supervisor)
             last = marks.tail(home.supervisor_log, 1).strip().removeprefix("daemonkit supervise: ")
             _stop_quietly(spec, home, None)  # programs it may have started before dying
             raise DaemonkitError(f"the supervisor of {spec.name} exited during start", last or "no output",
@@ -316,6 +317,13 @@ def _await_ready(spec: Spec, home: Home, timeout: float | None, *, supervisor: A
             raise DaemonkitError(f"{spec.name} did not start in time", f"no answer within {budget:g}s{via}",
                                  f"daemonkit status {spec.name} --deep", details=_join(*details))
         time.sleep(0.01)
+    if supervisor is not None:
+        holder = ((answer.get("state") or {}).get("supervisor") or {}).get("pid")
+        if holder is not None and holder != supervisor.pid:
+            # Another start won the race between our lock probe and our spawn: its supervisor
+            # answered. Ours gives up on the lock by itself; make sure it is gone, then say so.
+            _await_exit(supervisor, 5.0)
+            _raise_if_rival(spec, home, supervisor)
     if answer.get("ok"):
         return
     failed = answer.get("failed") or {}
@@ -331,6 +339,27 @@ def _await_ready(spec: Spec, home: Home, timeout: float | None, *, supervisor: A
     raise DaemonkitError(f"{spec.name} failed to start" + (f": program {first[0]}" if first[0] else ""),
                          str(first[1]), f"daemonkit logs {spec.name}" + (f" --program {first[0]}" if first[0] else ""),
                          details="\n".join(details))
+
+
+def _await_exit(identity: Any, timeout: float) -> None:
+    from .proc.identity import terminate_tree
+
+    deadline = time.monotonic() + timeout
+    while identity.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if identity.is_alive():
+        terminate_tree(identity, grace=2.0)
+
+
+def _raise_if_rival(spec: Spec, home: Home, ours: Any) -> None:
+    """Raise ``AlreadyRunningError`` when the home's lock is held by a supervisor other than ``ours``."""
+    from .store.lock import probe_lock
+
+    lock = probe_lock(home.lock_file)
+    pid = (lock.record or {}).get("pid")
+    if lock.held and pid != ours.pid:
+        raise AlreadyRunningError(f"{spec.name} is already running", f"supervisor pid {pid} (started concurrently)",
+                                  f"daemonkit restart {spec.name}, or daemonkit status {spec.name}")
 
 
 def _control_start(spec: Spec, home: Home, program: str, timeout: float | None) -> StartResult:
