@@ -25,7 +25,6 @@ import heapq
 import itertools
 import json
 import os
-import signal
 import sys
 import threading
 import time
@@ -65,7 +64,10 @@ WAIT_FAILED = 0xFFFFFFFF
 MAXIMUM_WAIT_OBJECTS = 64
 SYNCHRONIZE = 0x00100000
 PROCESS_QUERY_LIMITED_INFORMATION = 0x1000
-SIGNAL_SLICE = 0.5
+CTRL_CLOSE_DRAIN = 4.5  # Windows ends a process 5 s after a close/logoff/shutdown event
+_HandlerRoutine = ctypes.WINFUNCTYPE(wintypes.BOOL, wintypes.DWORD)
+_SetConsoleCtrlHandler = _k32.SetConsoleCtrlHandler
+_SetConsoleCtrlHandler.argtypes = [_HandlerRoutine, wintypes.BOOL]
 
 
 class Timer:
@@ -92,6 +94,8 @@ class WinLoop:
             raise OSError(ctypes.get_last_error(), "CreateEventW failed")
         self._running = False
         self._signal_callbacks: dict[int, Callback] = {}
+        self._ctrl_handler: Any = None
+        self._stopped = threading.Event()
         self.wakeups = 0
 
     # ---------------------------------------------------------------- registration
@@ -115,10 +119,23 @@ class WinLoop:
         _SetEvent(self._wake)
 
     def add_signal_handler(self, signum: int, callback: Callback) -> None:
-        """Ctrl+C / Ctrl+Break reach the loop thread through the wake event (handlers run in the main
-        thread, where the loop runs; the work is deferred to the loop)."""
+        """SIGINT/SIGTERM/SIGBREAK: run ``callback`` in the loop on a console control event (Ctrl+C,
+        Ctrl+Break, console closed, logoff, shutdown). The handler is a native console control handler,
+        called by Windows in a thread of its own, so the loop can sleep in the kernel with no timeout
+        (Python's signal handlers only run between bytecodes, never during that wait)."""
         self._signal_callbacks[signum] = callback
-        signal.signal(signum, lambda s, f: self.call_soon_threadsafe(self._signal_callbacks[s]))
+        if self._ctrl_handler is None:
+            def handler(event: int) -> bool:
+                callbacks = list(self._signal_callbacks.values())
+                if not callbacks:
+                    return False
+                self.call_soon_threadsafe(callbacks[0])
+                if event >= 2:  # CLOSE / LOGOFF / SHUTDOWN: the process ends when we return; drain first
+                    self._stopped.wait(CTRL_CLOSE_DRAIN)
+                return True
+
+            self._ctrl_handler = _HandlerRoutine(handler)
+            _SetConsoleCtrlHandler(self._ctrl_handler, True)
 
     # ---------------------------------------------------------------- running
     def stop(self) -> None:
@@ -127,16 +144,15 @@ class WinLoop:
 
     def run(self) -> None:
         self._running = True
-        while self._running:
-            self.run_once()
+        self._stopped.clear()
+        try:
+            while self._running:
+                self.run_once()
+        finally:
+            self._stopped.set()
 
     def run_once(self) -> None:
         timeout = self._next_timeout()
-        if self._signal_callbacks:
-            # Python runs signal handlers between bytecodes, never inside a blocking ctypes call: with
-            # Ctrl+C handlers (a foreground ``daemonkit run``) wait in slices. A supervisor started by
-            # a service manager or a detached spawn registers none and sleeps until there is news.
-            timeout = SIGNAL_SLICE if timeout is None else min(timeout, SIGNAL_SLICE)
         millis = INFINITE if timeout is None else int(min(timeout, 86400.0) * 1000 + 0.999)
         _WaitForSingleObject(self._wake, millis)
         self.wakeups += 1
@@ -166,11 +182,11 @@ class WinLoop:
                 timer.callback()
 
     def close(self) -> None:
-        for signum in self._signal_callbacks:
-            try:
-                signal.signal(signum, signal.SIG_DFL)
-            except (ValueError, OSError):
-                pass
+        self._stopped.set()
+        if self._ctrl_handler is not None:
+            _SetConsoleCtrlHandler(self._ctrl_handler, False)
+            self._ctrl_handler = None
+        self._signal_callbacks.clear()
         if self._wake:
             _CloseHandle(self._wake)
             self._wake = None
@@ -270,6 +286,11 @@ class HandleWatcher:
         self.groups.clear()
 
 
+def make_win_watcher(loop: Any, on_stray: Callable[[int, int], None] | None = None) -> HandleWatcher:
+    """``watch.make_watcher``'s Windows counterpart (no strays on Windows: no re-parenting to us)."""
+    return HandleWatcher(loop)
+
+
 # ------------------------------------------------------------------------------------ control pipe
 
 
@@ -348,6 +369,26 @@ class PipeControlServer:
             pass
         self.listener.close()
         self.thread.join(timeout=2.0)
+
+
+class WinControlServer(PipeControlServer):
+    """``ControlServer``'s signature on Windows: the pipe is named after ``path`` (the home's
+    ``control.sock``), and a small file at ``path`` names the pipe, so "is there a control channel?"
+    is answered the same way on every OS (``path.exists()``)."""
+
+    def __init__(self, path: Any, loop: Any, handler: Callable[[dict[str, Any], Reply], None],
+                 on_refused: Callable[[str], None] = lambda why: None) -> None:
+        self.path = str(path)
+        super().__init__(pipe_name(self.path), loop, handler, on_refused)
+        with open(self.path, "w", encoding="utf-8") as f:
+            f.write(self.name + "\n")
+
+    def close(self) -> None:
+        super().close()
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
 
 
 class PipeControlError(Exception):

@@ -1,0 +1,92 @@
+"""daemonkit start / status / stop of a real program, end to end under Windows CPython: the supervisor
+spawned detached (hidden console, breakaway), its program in a kill-on-close job, exits seen through
+process handles, the control channel over a named pipe, stop through the program's stop event."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from conftest import wait_until
+from daemonkit.proc import winjob
+
+WORKER = """
+import os, sys, time
+from daemonkit.worker import wait_for_stop
+print("worker up", os.getpid(), flush=True)
+marker = sys.argv[1]
+if wait_for_stop():
+    open(marker, "a").write(f"drained {os.getpid()}\\n")
+"""
+
+
+def _cli(*args: str, env: dict[str, str], timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "daemonkit", *args], capture_output=True, text=True, env=env,
+                          timeout=timeout)
+
+
+@pytest.fixture
+def env(tmp_path: Path):
+    env = {**os.environ, "DAEMONKIT_HOME": str(tmp_path / "dk")}
+    yield env
+    _cli("stop", "web", env=env)  # whatever happened, nothing is left running
+
+
+def _status(env: dict[str, str]) -> dict:
+    out = _cli("status", "web", "--json", env=env)
+    return json.loads(out.stdout)
+
+
+def test_start_status_restart_stop_end_to_end(tmp_path, env):
+    worker = tmp_path / "worker.py"
+    worker.write_text(WORKER, encoding="utf-8")
+    marker = tmp_path / "drained.txt"
+    added = _cli("add", "web", "--restart", "always", "--", sys.executable, str(worker), str(marker), env=env)
+    assert added.returncode == 0, added.stderr
+    started = _cli("start", "web", env=env)
+    assert started.returncode == 0, started.stdout + started.stderr
+
+    status = _status(env)
+    assert status["running"] and status["source"] == "live"
+    (program,) = status["programs"]
+    assert program["state"] == "running"
+    first = program["pid"]
+    supervisor = status["supervisor_pid"]
+    assert winjob.is_running(first) and winjob.is_running(supervisor)
+    assert winjob.process_in_job(first), "the program runs in the supervisor's job object"
+    assert wait_until(lambda: "worker up" in (Path(env["DAEMONKIT_HOME"]) / "web" / "logs" / "web.out.log")
+                      .read_text(errors="replace") if (Path(env["DAEMONKIT_HOME"]) / "web" / "logs" / "web.out.log").exists() else False, 20)
+
+    psutil.Process(first).kill()  # TerminateProcess: a crash
+    assert wait_until(lambda: _status(env)["programs"][0]["pid"] not in (None, first), 30), "not restarted"
+    second = _status(env)["programs"][0]
+    assert second["restarts"] >= 1 and winjob.is_running(second["pid"])
+
+    stopped = _cli("stop", "web", env=env)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert wait_until(lambda: not winjob.is_running(second["pid"]), 20)
+    assert wait_until(lambda: not winjob.is_running(supervisor), 20)
+    # The program honoured the stop event (a graceful drain), not a TerminateJobObject after the grace.
+    assert marker.read_text().strip() == f"drained {second['pid']}"
+    after = _status(env)
+    assert not after["running"] and after["programs"][0]["state"] == "stopped"
+    assert not (Path(env["DAEMONKIT_HOME"]) / "web" / "control.sock").exists()
+
+
+def test_killed_supervisor_takes_its_program_and_stop_cleans_up(tmp_path, env):
+    added = _cli("add", "web", "--", sys.executable, "-c", "import time; time.sleep(120)", env=env)
+    assert added.returncode == 0, added.stderr
+    assert _cli("start", "web", env=env).returncode == 0
+    status = _status(env)
+    program, supervisor = status["programs"][0]["pid"], status["supervisor_pid"]
+    psutil.Process(supervisor).kill()
+    assert wait_until(lambda: not winjob.is_running(program), 20), "the program outlived its killed supervisor"
+    stopped = _cli("stop", "web", env=env)
+    assert stopped.returncode == 0, stopped.stderr
+    assert not _status(env)["running"]
