@@ -91,7 +91,7 @@ def _run_lane() -> LaneRun:
     env = _wine_env()
     work = Path(tempfile.mkdtemp(prefix="dk-winlane-"))
     junit = work / "junit.xml"
-    lock_fd = os.open(PREFIX / ".lane.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    lock_fd = os.open(f"{PREFIX}.lock", os.O_RDWR | os.O_CREAT, 0o600)  # setup-wine.sh takes it too
     start = time.monotonic()
     try:
         fcntl.flock(lock_fd, fcntl.LOCK_EX)
