@@ -97,3 +97,23 @@ def test_killed_supervisor_takes_its_program_and_stop_cleans_up(tmp_path, env):
     assert stopped.returncode == 0, stopped.stderr
     assert "did not exit cleanly" in stopped.stdout + stopped.stderr
     assert not _status(env)["running"]
+
+
+def test_a_program_deaf_to_its_stop_event_is_ended_with_its_job_after_the_grace(tmp_path, env):
+    from daemonkit import api
+    from daemonkit.spec import Program, Spec
+
+    grand = tmp_path / "grand.pid"
+    code = ("import subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']);"
+            f" open({str(grand)!r}, 'w').write(str(p.pid)); time.sleep(120)")
+    spec = Spec(name="web", programs=(Program("web", (sys.executable, "-c", code), stop_grace=1.0),))
+    home = api.save_spec(spec)
+    api.start(spec, home)
+    assert wait_until(lambda: grand.exists() and grand.read_text(), 30)
+    child, grandchild = api.status_of(spec, home).programs[0].pid, int(grand.read_text())
+    result = api.stop(spec, home)
+    assert result.was_running
+    assert not winjob.is_running(child) and wait_until(lambda: not winjob.is_running(grandchild), 10)
+    events = [json.loads(line) for line in home.events_file.read_text().splitlines()]
+    kinds = [e["event"] for e in events if e.get("program") == "web"]
+    assert "stop" in kinds and "kill" in kinds, kinds  # asked first, then the job ended after 1 s
