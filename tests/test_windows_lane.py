@@ -92,9 +92,12 @@ def _run_lane() -> LaneRun:
     work = Path(tempfile.mkdtemp(prefix="dk-winlane-"))
     junit = work / "junit.xml"
     lock_fd = os.open(f"{PREFIX}.lock", os.O_RDWR | os.O_CREAT, 0o600)  # setup-wine.sh takes it too
+    # Checkouts of an earlier version of this driver lock this one instead; take both.
+    old_lock_fd = os.open(PREFIX / ".lane.lock", os.O_RDWR | os.O_CREAT, 0o600)
     start = time.monotonic()
     try:
         fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        fcntl.flock(old_lock_fd, fcntl.LOCK_EX)
         _quiet(["wineserver", "-p"], env)
         _quiet(["wine", "wineboot"], env)
         argv = ["wine", PYEXE, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfEs", "--durations=12",
@@ -107,8 +110,9 @@ def _run_lane() -> LaneRun:
         return LaneRun(results, output, seconds, code)
     finally:
         _quiet(["wineserver", "-k"], env, timeout=30)
-        fcntl.flock(lock_fd, fcntl.LOCK_UN)
-        os.close(lock_fd)
+        for fd in (old_lock_fd, lock_fd):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -138,9 +142,11 @@ def _run_inner(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[str, in
 def _parse_junit(path: Path) -> dict[str, tuple[str, str]]:
     results: dict[str, tuple[str, str]] = {}
     for case in ET.parse(path).getroot().iter("testcase"):
-        module = case.get("classname", "").split(".")
-        file = module[0] + ".py" if module else "?"
-        klass = "::".join(module[1:])
+        # classname: "windows.test_x" (the tests/windows package) or "windows.test_x.TestClass"
+        parts = case.get("classname", "").split(".")
+        at = next((i for i, part in enumerate(parts) if part.startswith("test_")), len(parts) - 1)
+        file = parts[at] + ".py"
+        klass = "::".join(parts[at + 1:])
         name = f"{file}::{klass + '::' if klass else ''}{case.get('name')}"
         outcome, message = "passed", ""
         for child in case:
@@ -171,7 +177,9 @@ def test_windows(lane: LaneRun, inner: str) -> None:
     mine = {name: r for name, r in lane.results.items() if name == inner or name.startswith(inner + "[")}
     if not mine:
         tail = "\n".join(lane.output.splitlines()[-40:])
-        pytest.fail(f"{inner} did not run inside Wine (lane exit {lane.returncode}); output tail:\n{tail}")
+        pytest.fail(f"{inner} did not run inside Wine (lane exit {lane.returncode}; an output with no pytest "
+                    f"summary means the Windows run was killed from outside, e.g. by a concurrent "
+                    f"'wineserver -k'); output tail:\n{tail}")
     failed = {n: m for n, (o, m) in mine.items() if o == "failed"}
     if failed:
         pytest.fail("\n\n".join(f"{n} failed under Wine:\n{m.strip()[-3000:]}" for n, m in failed.items()))

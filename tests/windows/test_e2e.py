@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import wait_until
+from .helpers import wait_until
 from daemonkit.proc import winjob
 
 WORKER = """
@@ -69,6 +69,10 @@ def test_start_status_restart_stop_end_to_end(tmp_path, env):
     assert wait_until(lambda: "worker up" in (Path(env["DAEMONKIT_HOME"]) / "web" / "logs" / "web.out.log")
                       .read_text(errors="replace") if (Path(env["DAEMONKIT_HOME"]) / "web" / "logs" / "web.out.log").exists() else False, 20)
 
+    deep = _cli("status", "web", "--deep", env=env)
+    assert deep.returncode == 0, deep.stdout + deep.stderr
+    assert "PASS  platform notes: Windows" in deep.stdout
+
     psutil.Process(first).kill()  # TerminateProcess: a crash
     assert wait_until(lambda: _status(env)["programs"][0]["pid"] not in (None, first), 30), "not restarted"
     second = _status(env)["programs"][0]
@@ -117,3 +121,36 @@ def test_a_program_deaf_to_its_stop_event_is_ended_with_its_job_after_the_grace(
     events = [json.loads(line) for line in home.events_file.read_text().splitlines()]
     kinds = [e["event"] for e in events if e.get("program") == "web"]
     assert "stop" in kinds and "kill" in kinds, kinds  # asked first, then the job ended after 1 s
+
+
+BREAKAWAY_PARENT = """
+import os, subprocess, sys
+from daemonkit.proc import winjob
+job = winjob.Job(kill_on_close=True, breakaway_ok=False)  # like a terminal or Electron app's job
+job.assign_pid(os.getpid())
+cli = lambda *a: subprocess.run([sys.executable, "-m", "daemonkit", *a], capture_output=True, text=True)
+started = cli("start", "web")
+deep = cli("status", "web", "--deep")
+print(started.returncode, started.stdout + started.stderr)
+print("=====")
+print(deep.stdout)
+"""
+
+
+def test_denied_breakaway_is_recorded_and_shown_by_status_deep(tmp_path, env):
+    """Started from inside a job that forbids breakaway: the supervisor starts anyway (inside the job),
+    the denial is an event, ``status --deep`` warns, and the warning is right: it dies with the job."""
+    assert _cli("add", "web", "--", sys.executable, "-c", "import time; time.sleep(120)", env=env).returncode == 0
+    parent = tmp_path / "parent.py"
+    parent.write_text(BREAKAWAY_PARENT, encoding="utf-8")
+    out = subprocess.run([sys.executable, str(parent)], capture_output=True, text=True, env=env, timeout=120)
+    started, deep = out.stdout.split("=====", 1)
+    assert started.startswith("0 "), out.stdout + out.stderr
+    assert "breakaway" in started  # the start command says so
+    assert "WARN  platform notes" in deep and "breakaway was denied" in deep, deep
+    events = (Path(env["DAEMONKIT_HOME"]) / "web" / "events.jsonl").read_text()
+    assert '"breakaway-denied"' in events
+    from daemonkit.store.lock import probe_lock
+
+    # The parent has exited, its job closed, and the supervisor inside it was ended with it.
+    assert wait_until(lambda: not probe_lock(Path(env["DAEMONKIT_HOME"]) / "web" / "supervisor.lock").held, 20)

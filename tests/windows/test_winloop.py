@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import wait_until
+from .helpers import wait_until
 from daemonkit.supervisor.winloop import (HandleWatcher, OutputPump, PipeControlError, PipeControlServer,
                                           WinLoop, pipe_name, pipe_request)
 

@@ -10,7 +10,7 @@ import pytest
 
 from daemonkit.backends.winservice import (WinServiceBackend, binary_path, interpreter_and_sites,
                                            recovery_actions, service_name)
-from conftest import wait_until
+from .helpers import wait_until
 from daemonkit import api
 from daemonkit.paths import Home
 from daemonkit.proc import winjob
