@@ -159,13 +159,15 @@ def test_bad_input_gets_one_clear_line(cli, dk_env, tmp_path) -> None:  # type: 
     assert cli("frobnicate").returncode == 2
 
 
-def test_second_start_while_running(cli) -> None:  # type: ignore[no-untyped-def]
+def test_second_start_while_running(cli, dk_env) -> None:  # type: ignore[no-untyped-def]
     assert cli("add", "one", "--", *SLEEPER).returncode == 0
     assert cli("start", "one").returncode == 0
     again = cli("start", "one")
     assert again.returncode == 1 and "already running" in again.stderr and "daemonkit restart one" in again.stderr
+    # This test's home only: other test runs on the machine may have a daemon named "one" too.
+    home = os.path.join(dk_env["DAEMONKIT_HOME"], "one")
     supervisors = [p for p in psutil.process_iter(["cmdline"]) if "supervise" in (p.info["cmdline"] or [])
-                   and any(a.endswith(os.sep + "one") for a in p.info["cmdline"] or [])]
+                   and home in (p.info["cmdline"] or [])]
     assert len(supervisors) == 1
 
 

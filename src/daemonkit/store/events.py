@@ -40,6 +40,7 @@ EVENTS = {
     "breakaway-denied": "Windows refused CREATE_BREAKAWAY_FROM_JOB; started without it",
     "control": "a control request was served",
     "log-write-failed": "program output could not be written (disk full?) and was dropped",
+    "stale-cleared": "'stop' found the supervisor dead (killed) and cleared its stale records",
 }
 
 
