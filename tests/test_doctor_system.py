@@ -110,7 +110,7 @@ def test_log_over_its_cap_fails(cli, dk_env) -> None:  # type: ignore[no-untyped
     assert cli("add", "big", "--", *SLEEPER).returncode == 0
     home = Path(dk_env["DAEMONKIT_HOME"]) / "big"
     spec = home / "spec.toml"
-    spec.write_text(spec.read_text().replace("max_bytes = 10485760", "max_bytes = 4096"))
+    spec.write_text(spec.read_text() + "[programs.big.logs]\nmax_bytes = 4096\n")  # defaults are not written out
     (home / "logs").mkdir(exist_ok=True)
     (home / "logs" / "big.out.log").write_bytes(b"x" * 200_000)
     report, table, rc = deep(cli, "big")
