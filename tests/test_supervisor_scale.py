@@ -10,6 +10,7 @@ import sys
 import time
 
 from _supervisor_util import SLEEP, Backoff, Program, Spec, gone, prog, start, state, supervisor_pid, wait_for
+
 from daemonkit import api
 
 
