@@ -18,7 +18,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from ..proc.launch import LaunchPlan, launch, plan
+from ..proc.launch import LaunchPlan, forget_lookups, launch, plan
 from ..spec import Program
 from ..store.rotating import RotatingFile
 from . import policy
@@ -127,6 +127,7 @@ class ProgramRunner:
         self.recent_starts.append(now)
         if self.plan.executable is None:
             # Looked up again each time: the executable may have been (re)installed meanwhile.
+            forget_lookups()
             self.plan = self._prepare()
             if self.plan.executable is None:
                 self._spawn_failed(f"executable not found: {self.program.argv[0]!r}")
@@ -139,6 +140,7 @@ class ProgramRunner:
             for fd in (out_r, err_r):
                 os.close(fd)
             if isinstance(exc, FileNotFoundError):
+                forget_lookups()
                 self.plan = self._prepare()  # it vanished: forget the stale path
             self._spawn_failed(f"cannot start {self.program.argv[0]!r}: {exc.strerror or exc}")
             return
