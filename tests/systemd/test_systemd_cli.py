@@ -156,7 +156,7 @@ def test_failing_program_install_leaves_it_installed_but_stopped(run: dict[str, 
     start = first["bad_start"]
     assert start["rc"] == 1 and "attempt 2" in start["err"] and "attempt 1" not in start["err"]
     assert first["bad_after_start"]["ActiveState"] in ("inactive", "failed") and first["bad_left"] == []
-    assert "removed" in _ok(first["bad_uninstall"]) and _ok(first["bad_remove"])
+    assert "removed" in _ok(first["bad_uninstall"])
 
 
 def test_foreign_unit_is_refused_unless_forced(run: dict[str, Any]) -> None:
@@ -250,3 +250,15 @@ def test_system_scope_without_root_falls_back_to_user_only_when_asked(run: dict[
     assert "with systemd (user scope)" in out and "installed for your user instead, as asked (--fallback user)" in out
     assert first["sys_unit"]["ActiveState"] == "active"
     _ok(first["sys_uninstall"])
+
+
+def test_install_hands_a_detached_daemon_over_to_systemd(run: dict[str, Any]) -> None:
+    first = run["first"]
+    _ok(first["handover_start"])
+    assert first["handover_detached"]["backend"] == "detached"
+    out = _ok(first["handover_install"])
+    assert "stopped the supervisor that 'daemonkit start' had started, so systemd runs it" in out
+    assert first["handover_unit"]["ActiveState"] == "active"
+    assert first["handover_status"]["backend"] == "systemd"
+    assert first["handover_status"]["supervisor_pid"] == int(first["handover_unit"]["MainPID"])
+    assert first["handover_old_alive"] is False and first["handover_programs"] == 1
