@@ -142,8 +142,9 @@ def status_of(spec: Spec, home: Home) -> DaemonStatus:
         from .proc.identity import liveness
 
         recorded = ProcessIdentity(pid.data["pid"], float(pid.data["create_time"]))
-        problems.append(f"supervisor.pid is stale (pid {recorded.pid} is {liveness(recorded)}; the supervisor "
-                        "did not exit cleanly); the next start replaces it")
+        problems.append(f"supervisor.pid is stale: it names pid {recorded.pid}, which is {liveness(recorded)} (the supervisor "
+                        f"did not exit cleanly); 'daemonkit stop {spec.name}' clears it, "
+                        f"'daemonkit status {spec.name} --deep' shows every signal")
     running = lock.held
     if state.data is not None:
         result = _status_from_state(spec, home, state.data, running=running, source="files")
@@ -294,6 +295,7 @@ def _await_ready(spec: Spec, home: Home, timeout: float | None, *, supervisor: A
     answer: dict[str, Any] | None = None
     while answer is None:
         if supervisor is not None and not supervisor.is_alive():
+            _raise_if_rival(spec, home, supervisor)
             last = marks.tail(home.supervisor_log, 1).strip().removeprefix("daemonkit supervise: ")
             _stop_quietly(spec, home, None)  # programs it may have started before dying
             raise DaemonkitError(f"the supervisor of {spec.name} exited during start", last or "no output",
@@ -315,6 +317,13 @@ def _await_ready(spec: Spec, home: Home, timeout: float | None, *, supervisor: A
             raise DaemonkitError(f"{spec.name} did not start in time", f"no answer within {budget:g}s{via}",
                                  f"daemonkit status {spec.name} --deep", details=_join(*details))
         time.sleep(0.01)
+    if supervisor is not None:
+        holder = ((answer.get("state") or {}).get("supervisor") or {}).get("pid")
+        if holder is not None and holder != supervisor.pid:
+            # Another start won the race between our lock probe and our spawn: its supervisor
+            # answered. Ours gives up on the lock by itself; make sure it is gone, then say so.
+            _await_exit(supervisor, 5.0)
+            _raise_if_rival(spec, home, supervisor)
     if answer.get("ok"):
         return
     failed = answer.get("failed") or {}
@@ -330,6 +339,27 @@ def _await_ready(spec: Spec, home: Home, timeout: float | None, *, supervisor: A
     raise DaemonkitError(f"{spec.name} failed to start" + (f": program {first[0]}" if first[0] else ""),
                          str(first[1]), f"daemonkit logs {spec.name}" + (f" --program {first[0]}" if first[0] else ""),
                          details="\n".join(details))
+
+
+def _await_exit(identity: Any, timeout: float) -> None:
+    from .proc.identity import terminate_tree
+
+    deadline = time.monotonic() + timeout
+    while identity.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if identity.is_alive():
+        terminate_tree(identity, grace=2.0)
+
+
+def _raise_if_rival(spec: Spec, home: Home, ours: Any) -> None:
+    """Raise ``AlreadyRunningError`` when the home's lock is held by a supervisor other than ``ours``."""
+    from .store.lock import probe_lock
+
+    lock = probe_lock(home.lock_file)
+    pid = (lock.record or {}).get("pid")
+    if lock.held and pid != ours.pid:
+        raise AlreadyRunningError(f"{spec.name} is already running", f"supervisor pid {pid} (started concurrently)",
+                                  f"daemonkit restart {spec.name}, or daemonkit status {spec.name}")
 
 
 def _control_start(spec: Spec, home: Home, program: str, timeout: float | None) -> StartResult:
@@ -442,7 +472,51 @@ def stop_supervisor(spec: Spec, home: Home, *, program: str | None = None, timeo
                 killed.append(str(name))
     if killed:
         notes.append(f"ended program(s) left behind by a dead supervisor: {', '.join(killed)}")
+    if not probe_lock(home.lock_file).held:
+        cleared = _clear_stale_records(home)
+        if cleared:
+            notes.append(f"cleared the stale records of a supervisor that did not exit cleanly: {', '.join(cleared)}")
     return StopResult(spec.name, lock.held, stopped, killed, notes)
+
+
+def _clear_stale_records(home: Home) -> list[str]:
+    """After a supervisor died without cleaning up (kill -9, OOM, power loss), make the records say what
+    is true: no supervisor.pid, and a state.json whose supervisor and programs are stopped. Only called
+    when nobody holds the lock, and after leftovers were ended, so nothing alive is described."""
+    from .store.atomic import write_json_atomic
+    from .store.records import read_pid_record, read_state
+
+    cleared = []
+    pid = read_pid_record(home.pid_file)
+    if pid.exists:
+        try:
+            home.pid_file.unlink()
+            cleared.append("supervisor.pid")
+        except FileNotFoundError:
+            pass
+    state = read_state(home.state_file)
+    sup = (state.data or {}).get("supervisor")
+    if isinstance(sup, dict) and sup.get("state") in ("running", "stopping"):
+        data = dict(state.data or {})
+        data["supervisor"] = {**sup, "state": "stopped", "stopped_by": "daemonkit stop (the supervisor was gone)"}
+        programs = {}
+        for name, entry in (data.get("programs") or {}).items():
+            if isinstance(entry, dict) and entry.get("pid") is not None:
+                entry = {**entry, "state": "stopped", "pid": None, "create_time": None, "ready": False,
+                         "reason": f"its supervisor died while it was {entry.get('state')}", "since": time.time()}
+            programs[name] = entry
+        data["programs"] = programs
+        data["updated_at"] = time.time()
+        write_json_atomic(home.state_file, data)
+        cleared.append("state.json")
+    if cleared:
+        from .store.events import EventLog
+
+        ledger = EventLog(home.events_file)
+        dead = (pid.data or {}).get("pid") or (sup or {}).get("pid")
+        ledger.emit("stale-cleared", None, dead if isinstance(dead, int) else None, cleared=cleared)
+        ledger.close()
+    return cleared
 
 
 def restart(spec: Spec, home: Home | None = None, *, program: str | None = None, timeout: float | None = None) -> StartResult:

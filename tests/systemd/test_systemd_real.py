@@ -23,6 +23,8 @@ import lane as lane_lib
 from lane import USER, VENV, sync_package, why_not
 
 UNIT = "daemonkit-demo.service"
+# A real lane: it installs into its venv and runs a real systemd, so no daemonkit sandbox or guard.
+pytestmark = pytest.mark.daemonkit_real("real systemd user manager lane")
 
 
 def harness(phase: str, work: Path) -> dict[str, Any]:

@@ -166,7 +166,10 @@ def request(path: Path, message: dict[str, Any], timeout: float = 10.0) -> dict[
             raise ControlError(f"no supervisor listening on {path}: {exc.strerror}") from None
         except OSError as exc:
             raise ControlError(f"cannot connect to {path}: {exc.strerror or exc}") from None
-        sock.sendall((json.dumps(message) + "\n").encode())
+        try:
+            sock.sendall((json.dumps(message) + "\n").encode())
+        except OSError as exc:  # the supervisor closed on us (it is shutting down, or refused us)
+            raise ControlError(f"the supervisor closed the connection: {exc.strerror or exc}") from None
         chunks = []
         while True:
             remaining = deadline - time.monotonic()
@@ -177,6 +180,8 @@ def request(path: Path, message: dict[str, Any], timeout: float = 10.0) -> dict[
                 data = sock.recv(1 << 20)
             except socket.timeout:
                 raise ControlError(f"the supervisor did not answer within {timeout:g}s") from None
+            except OSError as exc:  # reset: the supervisor exited while we waited
+                raise ControlError(f"the supervisor closed the connection: {exc.strerror or exc}") from None
             if not data:
                 break
             chunks.append(data)
