@@ -20,6 +20,8 @@ import pytest
 from lane import give_to_test_user, harness, sync_package, why_not
 
 WEB = "daemonkit-web.service"
+# A real lane: it installs into its venv and runs a real systemd, so no daemonkit sandbox or guard.
+pytestmark = pytest.mark.daemonkit_real("real systemd user manager lane (CLI)")
 ODD_ARGS = ["a b", 'd"q', "it's", "100%", "%h", "$HOME", "${X}", "back\\slash", "line1\nline2", "tab\there"]
 
 
