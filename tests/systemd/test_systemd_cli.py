@@ -131,7 +131,8 @@ def test_failed_start_under_systemd_shows_this_starts_journal(run: dict[str, Any
     first = run["first"]
     blocked = first["start_blocked"]
     assert blocked["rc"] == 1 and "Traceback" not in blocked["err"]
-    assert f"{WEB} did not start" in blocked["err"]
+    # The supervisor's own reason leads, not systemd's "the control process exited with error code".
+    assert blocked["err"].startswith(f"error: {WEB} did not start: cannot create the control socket")
     assert f"--- journalctl --user -u {WEB}:" in blocked["err"]
     assert "cannot create the control socket" in blocked["err"] and "status=78" in blocked["err"]
     assert "status=9/KILL" not in blocked["err"]  # earlier runs' journal lines are not shown
