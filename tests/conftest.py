@@ -17,6 +17,10 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 if "daemonkit.testing" not in sys.modules:
     pytest_plugins = ["daemonkit.testing"]
 
+# tests/windows runs inside Wine under the Windows CPython (tests/test_windows_lane.py drives it); its
+# conftest would otherwise shadow this one as the module ``conftest`` for the whole Linux session.
+collect_ignore = ["windows"]
+
 
 @pytest.fixture
 def dk_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
@@ -60,3 +64,15 @@ def cli(dk_env: dict[str, str]):  # type: ignore[no-untyped-def]
         return run_cli(*args, env=dk_env, **kw)  # type: ignore[arg-type]
 
     return run
+
+
+def with_log_cap(spec_text: str, max_bytes: int) -> str:
+    """The spec text with every program's log cap set to ``max_bytes`` (specs omit default fields)."""
+    import tomllib
+
+    import tomli_w
+
+    data = tomllib.loads(spec_text)
+    for program in data.get("programs", {}).values():
+        program.setdefault("logs", {})["max_bytes"] = max_bytes
+    return tomli_w.dumps(data)
