@@ -28,7 +28,8 @@ def daemon(dk_env: dict[str, str]) -> Daemon:
     return Daemon("myapp", Program("worker", TALKER), name="worker", prog="myapp worker")
 
 
-def test_facade_lifecycle_returns_results_and_prints_nothing(daemon: Daemon, capsys: pytest.CaptureFixture[str]) -> None:
+def test_facade_lifecycle_returns_results_and_prints_nothing(daemon: Daemon,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
     assert not daemon.is_running() and daemon.status().source == "none"
     started = daemon.start()
     assert started.supervisor_pid and started.status is not None and started.status.healthy

@@ -96,7 +96,8 @@ class Daemon:
 
     # ------------------------------------------------------------------------------------ lifecycle
 
-    def install(self, *, backend: str | None = None, fallback: str | None = None, force: bool = False) -> "InstallResult":
+    def install(self, *, backend: str | None = None, fallback: str | None = None,
+                force: bool = False) -> "InstallResult":
         """Register with the OS service manager (start at login/boot, restart if killed) and start."""
         from . import api
 
