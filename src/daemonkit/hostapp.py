@@ -20,8 +20,9 @@ The daemon's home lives under the app's own name (platformdirs: ``~/.local/state
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 if TYPE_CHECKING:
     import argparse
@@ -101,29 +102,34 @@ class Daemon:
         """Register with the OS service manager (start at login/boot, restart if killed) and start."""
         from . import api
 
-        return api.install(self.spec, backend=backend, fallback=fallback, force=force)
+        with self._hints():
+            return api.install(self.spec, backend=backend, fallback=fallback, force=force)
 
     def uninstall(self, *, force: bool = False) -> UninstallResult:
         """Stop and remove the OS registration; the home (spec, logs) stays."""
         from . import api
 
-        return UninstallResult(self.name, api.uninstall(self.spec, self.home, force=force))
+        with self._hints():
+            return UninstallResult(self.name, api.uninstall(self.spec, self.home, force=force))
 
     def start(self, *, program: str | None = None, timeout: float | None = None) -> "StartResult":
         """Start (through the service manager when installed) and return once ready."""
         from . import api
 
-        return api.start(self.spec, self.home, program=program, timeout=timeout)
+        with self._hints():
+            return api.start(self.spec, self.home, program=program, timeout=timeout)
 
     def stop(self, *, program: str | None = None, timeout: float | None = None) -> "StopResult":
         from . import api
 
-        return api.stop(self.spec, self.home, program=program, timeout=timeout)
+        with self._hints():
+            return api.stop(self.spec, self.home, program=program, timeout=timeout)
 
     def restart(self, *, program: str | None = None, timeout: float | None = None) -> "StartResult":
         from . import api
 
-        return api.restart(self.spec, self.home, program=program, timeout=timeout)
+        with self._hints():
+            return api.restart(self.spec, self.home, program=program, timeout=timeout)
 
     def status(self) -> "DaemonStatus":
         from . import api
@@ -164,7 +170,22 @@ class Daemon:
         ``daemonkit.update``)."""
         from .update import respawn_after_update
 
-        return respawn_after_update(self.spec, self.home, after_exit=after_exit, detach=detach, timeout=timeout)
+        with self._hints():
+            return respawn_after_update(self.spec, self.home, after_exit=after_exit, detach=detach, timeout=timeout)
+
+    @contextmanager
+    def _hints(self) -> Iterator[None]:
+        """Errors name this app's commands (``myapp gateway logs``), not the ``daemonkit`` CLI."""
+        from .cli import Target
+        from .errors import DaemonkitError
+
+        try:
+            yield
+        except DaemonkitError as exc:
+            target = Target(self.spec, self.prog)
+            exc.why, exc.hint = target.respell(exc.why), target.respell(exc.hint)
+            exc.args = (exc.message,)
+            raise
 
     # ------------------------------------------------------------------------------------ CLI
 

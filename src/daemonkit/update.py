@@ -86,6 +86,9 @@ def respawn_after_update(spec: "Spec", home: "Home | None" = None, *, after_exit
     if not lock.held:
         return RespawnResult(spec.name, "not-running",
                              f"{spec.name} is not running, so nothing was restarted; its next start uses the new code")
+    # The update may have changed the spec too (a new argv, a new readiness check): the new supervisor
+    # reads it from the home, so it is saved before anything restarts (the running one keeps its copy).
+    api.save_spec(spec, home)
     supervisor = _identity_of(lock.record)
     inside = supervisor is not None and caller_inside(spec, supervisor)
     if detach is False and (inside or after_exit is not None):
