@@ -189,16 +189,45 @@ def cmd_respawn(args: argparse.Namespace, target: Target) -> int:
 
 
 def cmd_status(args: argparse.Namespace, target: Target) -> int:
+    if args.json and target.fixed is None and args.name and os.name == "posix":
+        # Fast path for pollers: a live supervisor answers without the spec, psutil or the API layer.
+        from .supervisor.fastpath import live_status
+
+        live = live_status(args.name)
+        if live is not None:
+            print(json.dumps(live, sort_keys=True, separators=(",", ":")))
+            return EXIT_OK
     from . import api
     from .render import render_status
 
     spec, home = target.resolve(args, from_file=False)
+    if args.deep:
+        return _status_deep(args, target, spec, home)
     result = api.status_of(spec, home)
     if args.json:
-        print(json.dumps(result.to_json(), indent=2, sort_keys=True))
+        print(json.dumps(result.to_json(), sort_keys=True, separators=(",", ":")))
     else:
         print(render_status(result, color=_color()))
     return EXIT_OK if result.running else EXIT_NOT_RUNNING
+
+
+def _status_deep(args: argparse.Namespace, target: Target, spec: "Spec", home: "Home") -> int:
+    from .doctor import diagnose
+
+    report = diagnose(spec, home, budget=args.timeout, cmd=lambda verb: target.cmd(verb, spec.name))
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2, sort_keys=True))
+    else:
+        from .doctor.table import render_deep
+
+        print(render_deep(report, color=_color(), verbose=args.verbose, width=_width()))
+    return report.exit_code
+
+
+def _width() -> int:
+    import shutil
+
+    return max(60, min(120, shutil.get_terminal_size((100, 24)).columns))
 
 
 def cmd_list(args: argparse.Namespace, target: Target) -> int:
@@ -218,7 +247,7 @@ def cmd_logs(args: argparse.Namespace, target: Target) -> int:
 
     spec, home = target.resolve(args, from_file=False)
     return show_logs(spec, home, lines=args.lines, follow=args.follow, program=args.program,
-                     stream=args.stream, events=args.events, as_json=args.json)
+                     stream=args.stream, events=args.events, as_json=args.json, since=args.since)
 
 
 def cmd_run(args: argparse.Namespace, target: Target) -> int:
@@ -234,17 +263,30 @@ def cmd_run(args: argparse.Namespace, target: Target) -> int:
 
 def cmd_supervise(args: argparse.Namespace, target: Target) -> int:
     """Internal: what service managers and detached spawns run."""
+    from .errors import AlreadyRunningError
     from .paths import Home
     from .spec import load_spec
     from .supervisor.engine import run_supervisor
 
-    home = Home(os.path.abspath(args.home)).ensure()
+    backend = args.backend or os.environ.get("DAEMONKIT_BACKEND", "detached")
     try:
+        home = Home(os.path.abspath(args.home)).ensure()
         spec = load_spec(home.spec_file)
+        return run_supervisor(spec, home, backend=backend)
+    except AlreadyRunningError:
+        raise
     except DaemonkitError as exc:
+        # A bad spec, or something about this machine or home that blocks the supervisor: a restart
+        # would only repeat it.
         print(f"daemonkit supervise: {exc.message}", file=sys.stderr)
-        return 78  # configuration error: service managers must not restart us in a loop
-    return run_supervisor(spec, home, backend=args.backend or os.environ.get("DAEMONKIT_BACKEND", "detached"))
+        return _config_error_exit(backend)
+
+
+def _config_error_exit(backend: str) -> int:
+    """EX_CONFIG (78): systemd's RestartPreventExitStatus=78 keeps the supervisor down until the next
+    explicit start. launchd can only spare a *successful* exit (KeepAlive SuccessfulExit=false), so
+    under launchd the same decision is spelled exit 0."""
+    return 0 if backend == "launchd" else 78
 
 
 def cmd_install(args: argparse.Namespace, target: Target) -> int:
@@ -257,6 +299,10 @@ def cmd_install(args: argparse.Namespace, target: Target) -> int:
         print(f"  {line}")
     for note in result.notes:
         print(f"note: {note}")
+    if result.status is not None:
+        from .render import render_status
+
+        print(render_status(result.status, color=_color()))
     print(f"next: {target.cmd('status', result.name)} --deep")
     return EXIT_OK
 
@@ -350,16 +396,26 @@ def add_commands(subparsers: Any, spec: "Spec | None" = None, *, prog: str = "da
 
     p = sub("status", cmd_status, "show state (exit 3 when not running)")
     _name_arg(p, target)
-    p.add_argument("--json", action="store_true", help="machine-readable output (schema daemonkit.status/1)")
+    p.add_argument("--json", action="store_true",
+                   help="machine-readable output (schema daemonkit.status/1; with --deep daemonkit.status-deep/1, "
+                        "see docs/status-schema.json)")
+    p.add_argument("--deep", action="store_true",
+                   help="numbered PASS/FAIL/WARN/SKIP probes of every signal, each FAIL with its fix")
+    p.add_argument("--verbose", "-v", action="store_true", help="with --deep: the evidence of every probe")
+    p.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
+                   help="with --deep: how long to wait for the service manager and health checks (default 5)")
 
     p = sub("logs", cmd_logs, "show program output and the lifecycle events")
     _name_arg(p, target)
     prog_arg(p)
-    p.add_argument("-n", "--lines", type=int, default=20)
-    p.add_argument("-f", "--follow", action="store_true")
+    p.add_argument("-n", "--lines", type=int, default=None, metavar="N",
+                   help="the last N lines (default 20; all of them with --since), across rotated files")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines (survives rotation)")
+    p.add_argument("--since", metavar="WHEN",
+                   help="only newer than WHEN: 90s, 10m, 2h, 1d, an ISO date/time, or Unix seconds")
     p.add_argument("--stream", choices=("out", "err", "both"), default="both")
     p.add_argument("--events", action="store_true", help="the lifecycle ledger instead of program output")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="one JSON object a line")
 
     p = sub("install", cmd_install, "register with the OS service manager: start at login/boot, restart if killed")
     _name_arg(p, target, spec_file=True)
@@ -425,6 +481,13 @@ def dispatch(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`status --deep | head`, `logs -f | grep -m1`): that is not an error.
+        # Point stdout at devnull so the interpreter's final flush does not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
