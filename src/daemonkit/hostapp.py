@@ -36,12 +36,16 @@ if TYPE_CHECKING:
 
 @dataclass
 class UninstallResult:
+    """What ``uninstall`` removed, one line each."""
+
     name: str
     lines: list[str] = field(default_factory=list)
 
 
 @dataclass
 class LogLine:
+    """One line of a program's output."""
+
     program: str
     stream: str  # "out" or "err"
     text: str
@@ -80,6 +84,7 @@ class Daemon:
 
     @classmethod
     def from_spec(cls, spec: "Spec", *, prog: str | None = None) -> "Daemon":
+        """A ``Daemon`` for a ready ``Spec`` (e.g. from ``daemonkit.load_spec``); the home follows ``spec.app``."""
         return cls(spec.app, spec=spec, prog=prog)
 
     def __repr__(self) -> str:
@@ -87,10 +92,12 @@ class Daemon:
 
     @property
     def name(self) -> str:
+        """The daemon's name (``spec.name``)."""
         return self.spec.name
 
     @property
     def home(self) -> "Home":
+        """Where its files live (``Home``: spec, lock, pid and state records, events, logs)."""
         from .api import home_for_spec
 
         return home_for_spec(self.spec)
@@ -120,23 +127,27 @@ class Daemon:
             return api.start(self.spec, self.home, program=program, timeout=timeout)
 
     def stop(self, *, program: str | None = None, timeout: float | None = None) -> "StopResult":
+        """Stop gracefully (through the service manager when installed); idempotent."""
         from . import api
 
         with self._hints():
             return api.stop(self.spec, self.home, program=program, timeout=timeout)
 
     def restart(self, *, program: str | None = None, timeout: float | None = None) -> "StartResult":
+        """Stop then start (or restart one program); returns once ready."""
         from . import api
 
         with self._hints():
             return api.restart(self.spec, self.home, program=program, timeout=timeout)
 
     def status(self) -> "DaemonStatus":
+        """State of the supervisor and each program (``.running``, ``.healthy``, ``.to_json()``)."""
         from . import api
 
         return api.status_of(self.spec, self.home)
 
     def is_running(self) -> bool:
+        """Whether a supervisor holds the lock (cheap: no control request)."""
         from .store.lock import probe_lock
 
         return probe_lock(self.home.lock_file).held
