@@ -299,3 +299,30 @@ def test_launchd_registration_probes_through_a_modelled_launchctl(cli, dk_env, t
     check = probe(report, 9)
     assert check["result"] == "FAIL" and "not loaded" in check["summary"] and "daemonkit start mac" in check["hint"]
     assert report["exit_code"] == 1
+
+
+def test_platform_notes_on_wsl_and_with_linger_off(cli, dk_env) -> None:  # type: ignore[no-untyped-def]
+    """[12] judged over real gathered facts, with the platform part replaced by what WSL's /proc would
+    give (the chooser's own detection code) and a backend that reports linger off."""
+    from daemonkit.backends.base import BackendStatus
+    from daemonkit.backends.wsl import WslInputs, detect
+    from daemonkit.doctor.bounded import Outcome
+    from daemonkit.doctor.facts import gather
+    from daemonkit.doctor.probes_system import platform_notes
+    from daemonkit.paths import Home
+    from daemonkit.spec import load_spec
+
+    assert cli("add", "w", "--", *SLEEPER).returncode == 0
+    home = Home(Path(dk_env["DAEMONKIT_HOME"]) / "w")
+    facts = gather(load_spec(home.spec_file), home)
+    assert platform_notes(facts, lambda v: f"daemonkit {v} w").result == PASS
+    facts.platform.value.wsl = detect(WslInputs(osrelease="5.15.153.1-microsoft-standard-WSL2", pid1_comm="init",
+                                                env={"WSL_DISTRO_NAME": "Ubuntu"}))
+    check = platform_notes(facts, lambda v: f"daemonkit {v} w")
+    assert check.result == WARN and "systemd is not running" in check.summary
+    assert "wsl.exe -d Ubuntu" in check.hint and check.evidence["wsl"].startswith("WSL 2, systemd off")
+    facts.platform.value.wsl = None
+    facts.backend = Outcome(BackendStatus("systemd", True, True, True, notes=[
+        "linger is off for sdtest (loginctl: Linger=no): systemd stops w when your last session ends ..."]))
+    check = platform_notes(facts, lambda v: f"daemonkit {v} w")
+    assert check.result == WARN and "enable-linger" in check.hint
