@@ -30,17 +30,25 @@ class ControlServer:
         self.loop = loop
         self.handler = handler
         self.on_refused = on_refused
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old_umask = os.umask(0o077)
         try:
-            self.sock.bind(str(self.path))
-        finally:
-            os.umask(old_umask)
-        os.chmod(self.path, 0o600)
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+            old_umask = os.umask(0o077)
+            try:
+                self.sock.bind(str(self.path))
+            finally:
+                os.umask(old_umask)
+            os.chmod(self.path, 0o600)
+        except OSError as exc:
+            # Something in the way (a directory, a read-only dir): restarting will not help.
+            self.sock.close()
+            from ..errors import DaemonkitError
+
+            raise DaemonkitError(f"cannot create the control socket {self.path}", exc.strerror or str(exc),
+                                 f"remove whatever is at {self.path} or make its directory writable") from None
         self.sock.listen(128)
         self.sock.setblocking(False)
         loop.add_reader(self.sock.fileno(), self._accept)
@@ -158,7 +166,10 @@ def request(path: Path, message: dict[str, Any], timeout: float = 10.0) -> dict[
             raise ControlError(f"no supervisor listening on {path}: {exc.strerror}") from None
         except OSError as exc:
             raise ControlError(f"cannot connect to {path}: {exc.strerror or exc}") from None
-        sock.sendall((json.dumps(message) + "\n").encode())
+        try:
+            sock.sendall((json.dumps(message) + "\n").encode())
+        except OSError as exc:  # the supervisor closed on us (it is shutting down, or refused us)
+            raise ControlError(f"the supervisor closed the connection: {exc.strerror or exc}") from None
         chunks = []
         while True:
             remaining = deadline - time.monotonic()
@@ -169,6 +180,8 @@ def request(path: Path, message: dict[str, Any], timeout: float = 10.0) -> dict[
                 data = sock.recv(1 << 20)
             except socket.timeout:
                 raise ControlError(f"the supervisor did not answer within {timeout:g}s") from None
+            except OSError as exc:  # reset: the supervisor exited while we waited
+                raise ControlError(f"the supervisor closed the connection: {exc.strerror or exc}") from None
             if not data:
                 break
             chunks.append(data)
