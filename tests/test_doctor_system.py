@@ -52,6 +52,7 @@ def _systemd_setup(cli: Any, dk_env: dict[str, str], tmp_path: Path, name: str) 
     return artifact.path, env
 
 
+@pytest.mark.daemonkit_real("runs the real systemctl, against an empty XDG_RUNTIME_DIR (no manager is reached)")
 def test_drifted_unit_is_named_even_without_a_reachable_manager(cli, dk_env, tmp_path) -> None:  # type: ignore[no-untyped-def]
     unit, env = _systemd_setup(cli, dk_env, tmp_path, "sd")
     report, _, _ = deep(lambda *a: subprocess.run([PY, "-m", "daemonkit", *a], capture_output=True, text=True,
@@ -110,7 +111,7 @@ def test_log_over_its_cap_fails(cli, dk_env) -> None:  # type: ignore[no-untyped
     assert cli("add", "big", "--", *SLEEPER).returncode == 0
     home = Path(dk_env["DAEMONKIT_HOME"]) / "big"
     spec = home / "spec.toml"
-    spec.write_text(spec.read_text().replace("max_bytes = 10485760", "max_bytes = 4096"))
+    spec.write_text(spec.read_text() + "\n[programs.big.logs]\nmax_bytes = 4096\n")
     (home / "logs").mkdir(exist_ok=True)
     (home / "logs" / "big.out.log").write_bytes(b"x" * 200_000)
     report, table, rc = deep(cli, "big")
@@ -220,7 +221,7 @@ def test_verdict_names_the_first_failing_signal_and_its_fix() -> None:
     assert warned.level == "healthy" and "[2] probe 2" in warned.text
     v = verdict(_checks(PASS, FAIL, PASS, FAIL), running=False)
     assert v.level == "down" and v.disagree == [2, 4]
-    assert v.line == "down: [2] summary 2 (also failing: [4]) — fix: do this"
+    assert v.line == "down: [2] summary 2 (also failing: [4]); fix: do this"
     assert verdict(_checks(FAIL), running=True).level == "degraded"
 
 
@@ -237,7 +238,7 @@ def test_table_is_plain_without_colour_and_coloured_with_it() -> None:
     report = Report("n", "/x", False, checks, verdict(checks, False), 0.0, 12.0, "0.1.0")
     plain = render_deep(report, color=False)
     assert "\x1b[" not in plain
-    assert plain.splitlines()[0] == "n: down: [2] summary 2 — fix: do this"
+    assert plain.splitlines()[0] == "n: down: [2] summary 2; fix: do this"
     assert "[ 2] FAIL  probe 2: summary 2" in plain and "path: /x/supervisor.pid" in plain
     assert "fix: do this" in plain
     assert "path:" not in render_deep(Report("n", "/x", True, _checks(PASS), verdict(_checks(PASS), True), 0, 1, "v"))

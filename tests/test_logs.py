@@ -75,7 +75,7 @@ def test_follow_survives_rotation_without_losing_lines(cli, dk_env) -> None:  # 
     assert cli("add", "chatty", "--", PY, "-c", code).returncode == 0
     home = _home(dk_env, "chatty")
     spec = home / "spec.toml"
-    spec.write_text(spec.read_text().replace("max_bytes = 10485760", "max_bytes = 4096"))
+    spec.write_text(spec.read_text() + "\n[programs.chatty.logs]\nmax_bytes = 4096\n")
     assert cli("start", "chatty").returncode == 0
     follower = subprocess.Popen([PY, "-m", "daemonkit", "logs", "chatty", "-f", "-n", "0", "--json", "--stream", "out"],
                                 stdout=subprocess.PIPE, text=True, env=dk_env)
