@@ -51,6 +51,9 @@ def load_installed(name: str, app: str = "daemonkit") -> tuple[Spec, Home]:
         known = ", ".join(d.name for d in _known_homes(app)) or "none yet"
         raise NotInstalledError(f"no daemon named {name!r}", f"{home.spec_file} does not exist (known: {known})",
                                 f"daemonkit add {name} -- COMMAND ARGS..., or daemonkit demo")
+    from .paths import check_private_file
+
+    check_private_file(home.spec_file)
     return load_spec(home.spec_file), home
 
 

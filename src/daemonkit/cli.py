@@ -190,12 +190,13 @@ def cmd_run(args: argparse.Namespace, target: Target) -> int:
 
 def cmd_supervise(args: argparse.Namespace, target: Target) -> int:
     """Internal: what service managers and detached spawns run."""
-    from .paths import Home
+    from .paths import Home, check_private_file
     from .spec import load_spec
     from .supervisor.engine import run_supervisor
 
     home = Home(os.path.abspath(args.home)).ensure()
     try:
+        check_private_file(home.spec_file)
         spec = load_spec(home.spec_file)
     except DaemonkitError as exc:
         print(f"daemonkit supervise: {exc.message}", file=sys.stderr)

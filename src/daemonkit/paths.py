@@ -162,3 +162,32 @@ def check_private_dir(directory: Path) -> None:
         except OSError as exc:
             raise UnsafeFileError(f"daemon home {directory} is accessible by other users",
                                   exc.strerror or str(exc), f"chmod 700 {directory}") from None
+
+
+def check_private_file(path: Path) -> None:
+    """Raise ``UnsafeFileError`` unless ``path`` is a regular file of ours that no one else may write.
+
+    Used for the home's spec, which decides what the supervisor executes: a symlink (its target may be
+    anyone's), a file of another user, or a group/world-writable one could make us run someone else's
+    command. A missing file is not checked here (callers report that themselves).
+    """
+    if sys.platform == "win32":
+        return
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise UnsafeFileError(f"cannot inspect {path}", exc.strerror or str(exc)) from None
+    if stat.S_ISLNK(st.st_mode):
+        raise UnsafeFileError(f"refusing {path}", "it is a symbolic link (whoever can edit its target could "
+                              "choose what runs)", f"replace the link with a copy: cp --remove-destination "
+                              f"\"$(readlink -f {path})\" {path}")
+    if not stat.S_ISREG(st.st_mode):
+        raise UnsafeFileError(f"refusing {path}", "it is not a regular file", f"remove it, then add the daemon again")
+    if st.st_uid != os.geteuid():
+        raise UnsafeFileError(f"refusing {path}", f"it is owned by uid {st.st_uid}, not by you ({os.geteuid()})",
+                              f"check who changed it, then: chown {os.geteuid()} {path}")
+    if st.st_mode & 0o022:
+        raise UnsafeFileError(f"refusing {path}", "it is writable by other users, who could choose what runs",
+                              f"check its content, then: chmod 600 {path}")
