@@ -120,7 +120,7 @@ class Home:
         """Create the home (0700) and its logs dir; refuse a home that others could tamper with."""
         for directory in (self.path, self.logs_dir):
             try:
-                directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+                make_dirs(directory, 0o700)
             except OSError as exc:
                 raise UnsafeFileError(
                     f"cannot create daemon home {directory}", exc.strerror or str(exc),
@@ -135,6 +135,23 @@ class Home:
 
     def exists(self) -> bool:
         return self.spec_file.exists()
+
+
+def make_dirs(directory: Path, mode: int) -> None:
+    """``mkdir -p`` that gives every directory it creates ``mode`` whatever the umask (``Path.mkdir``
+    applies ``mode`` to the last one only, and a umask of 000 would leave the others world-writable).
+    Directories that already exist are left as they are."""
+    missing = []
+    for path in [Path(directory), *Path(directory).parents]:
+        if path.exists():
+            break
+        missing.append(path)
+    for path in reversed(missing):
+        try:
+            path.mkdir(mode=mode)
+        except FileExistsError:
+            continue  # created concurrently (another CLI): its mode is checked by the caller
+        os.chmod(path, mode)
 
 
 def check_private_dir(directory: Path) -> None:
