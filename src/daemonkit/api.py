@@ -59,7 +59,8 @@ def load_installed(name: str, app: str = "daemonkit") -> tuple[Spec, Home]:
 
 def save_spec(spec: Spec, home: Home | None = None) -> Home:
     home = (home or home_for_spec(spec)).ensure()
-    dump_spec(spec, home.spec_file)
+    if not _same_spec(home, spec):
+        dump_spec(spec, home.spec_file)
     return home
 
 
@@ -233,6 +234,15 @@ def start(spec: Spec, home: Home | None = None, *, program: str | None = None, t
     if record is not None and record.get("backend") not in (None, "detached"):
         return _start_with_manager(spec, home, str(record["backend"]), timeout)
     return start_supervisor(spec, home, timeout)
+
+
+def _same_spec(home: Home, spec: Spec) -> bool:
+    """Whether the home's spec file already says ``spec``: then it is left alone, keeping the user's
+    comments and layout (rewriting it on every start lost them)."""
+    try:
+        return load_spec(home.spec_file) == spec
+    except DaemonkitError:
+        return False
 
 
 def _wait_budget(spec: Spec, timeout: float | None) -> float:
