@@ -12,6 +12,11 @@ import pytest
 
 SRC = Path(__file__).resolve().parent.parent / "src"
 
+# The sandbox plugin normally arrives through daemonkit's pytest11 entry point; where this checkout is
+# not the pip-installed daemonkit (a worktree, a plain clone), load it here so the suite is always sandboxed.
+if "daemonkit.testing" not in sys.modules:
+    pytest_plugins = ["daemonkit.testing"]
+
 
 @pytest.fixture
 def dk_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:

@@ -130,8 +130,8 @@ def test_exit_75_restarts_without_backoff(cli, tmp_path) -> None:  # type: ignor
 def test_crash_loop_backs_off_then_crashloop(cli, dk_env) -> None:  # type: ignore[no-untyped-def]
     home = Path(dk_env["DAEMONKIT_HOME"]) / "crashy"
     assert cli("add", "crashy", "--restart", "always", "--", PY, "-c", "import sys; sys.exit(3)").returncode == 0
-    spec = (home / "spec.toml").read_text()
-    spec = spec.replace("crashloop_restarts = 10", "crashloop_restarts = 4").replace("crashloop_cooldown = 60.0", "crashloop_cooldown = 1.0")
+    spec = (home / "spec.toml").read_text()  # defaults are not written out: add the table
+    spec += "[programs.crashy.backoff]\ncrashloop_restarts = 4\ncrashloop_cooldown = 1.0\n"
     (home / "spec.toml").write_text(spec)
     started = cli("start", "crashy")
     assert started.returncode == 1
@@ -159,13 +159,15 @@ def test_bad_input_gets_one_clear_line(cli, dk_env, tmp_path) -> None:  # type: 
     assert cli("frobnicate").returncode == 2
 
 
-def test_second_start_while_running(cli) -> None:  # type: ignore[no-untyped-def]
+def test_second_start_while_running(cli, dk_env) -> None:  # type: ignore[no-untyped-def]
     assert cli("add", "one", "--", *SLEEPER).returncode == 0
     assert cli("start", "one").returncode == 0
     again = cli("start", "one")
     assert again.returncode == 1 and "already running" in again.stderr and "daemonkit restart one" in again.stderr
+    # This test's home only: other test runs on the machine may have a daemon named "one" too.
+    home = os.path.join(dk_env["DAEMONKIT_HOME"], "one")
     supervisors = [p for p in psutil.process_iter(["cmdline"]) if "supervise" in (p.info["cmdline"] or [])
-                   and any(a.endswith(os.sep + "one") for a in p.info["cmdline"] or [])]
+                   and home in (p.info["cmdline"] or [])]
     assert len(supervisors) == 1
 
 
@@ -192,12 +194,24 @@ def test_unwritable_home(cli, dk_env, tmp_path) -> None:  # type: ignore[no-unty
     assert "cannot create daemon home" in result.stderr and "DAEMONKIT_HOME" in result.stderr
 
 
+def _kill_supervisor_and_its_guard(pid: int) -> None:
+    """SIGKILL the supervisor *and* its orphan-guard sentinel (as a crash of the whole service would),
+    so its programs really are left behind. The supervisor is frozen first: it would fork a new
+    sentinel when it sees the old one die."""
+    supervisor = psutil.Process(pid)
+    supervisor.suspend()
+    for child in supervisor.children():
+        if any("sentinel_main" in arg for arg in child.cmdline()):
+            child.kill()
+    supervisor.kill()
+
+
 def test_supervisor_killed_then_stop_and_start_end_orphans(cli) -> None:  # type: ignore[no-untyped-def]
     assert cli("add", "orph", "--", *SLEEPER).returncode == 0
     assert cli("start", "orph").returncode == 0
     status = _status(cli, "orph")
     supervisor, program = status["supervisor_pid"], _program(status, "orph")["pid"]
-    os.kill(supervisor, signal.SIGKILL)
+    _kill_supervisor_and_its_guard(supervisor)
     _wait_for(lambda: _status(cli, "orph")["running"] is False)
     after = _status(cli, "orph")
     assert _program(after, "orph")["state"] == "orphaned"
@@ -211,7 +225,7 @@ def test_supervisor_killed_then_stop_and_start_end_orphans(cli) -> None:  # type
     events = cli("logs", "orph", "--events", "-n", "50").stdout
     assert "orphan-ended" in events
     # Kill the supervisor again: now `stop` ends the leftover.
-    os.kill(_status(cli, "orph")["supervisor_pid"], signal.SIGKILL)
+    _kill_supervisor_and_its_guard(_status(cli, "orph")["supervisor_pid"])
     _wait_for(lambda: _status(cli, "orph")["running"] is False)
     stopped = cli("stop", "orph")
     assert stopped.returncode == 0 and "left behind by a dead supervisor" in stopped.stdout

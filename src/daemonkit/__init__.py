@@ -18,6 +18,8 @@ _LAZY = {
     "LogLimits": "daemonkit.spec",
     "load_spec": "daemonkit.spec",
     "DaemonkitError": "daemonkit.errors",
+    "Daemon": "daemonkit.hostapp",
+    "respawn_after_update": "daemonkit.update",
 }
 
 __all__ = ["__version__", *_LAZY]

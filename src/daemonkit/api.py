@@ -146,8 +146,9 @@ def status_of(spec: Spec, home: Home) -> DaemonStatus:
         from .proc.identity import liveness
 
         recorded = ProcessIdentity(pid.data["pid"], float(pid.data["create_time"]))
-        problems.append(f"supervisor.pid is stale (pid {recorded.pid} is {liveness(recorded)}; the supervisor "
-                        "did not exit cleanly); the next start replaces it")
+        problems.append(f"supervisor.pid is stale: it names pid {recorded.pid}, which is {liveness(recorded)} (the supervisor "
+                        f"did not exit cleanly); 'daemonkit stop {spec.name}' clears it, "
+                        f"'daemonkit status {spec.name} --deep' shows every signal")
     running = lock.held
     if state.data is not None:
         result = _status_from_state(spec, home, state.data, running=running, source="files")
@@ -230,10 +231,11 @@ def start(spec: Spec, home: Home | None = None, *, program: str | None = None, t
         return _control_start(spec, home, program, timeout)
     if save:
         save_spec(spec, home)
+    marks = LogMarks.take(spec, home)
     record = read_install_record(home)
     if record is not None and record.get("backend") not in (None, "detached"):
-        return _start_with_manager(spec, home, str(record["backend"]), timeout)
-    return start_supervisor(spec, home, timeout)
+        return _start_with_manager(spec, home, str(record["backend"]), timeout, marks=marks)
+    return start_supervisor(spec, home, timeout, marks=marks)
 
 
 def _same_spec(home: Home, spec: Spec) -> bool:
@@ -252,11 +254,13 @@ def _wait_budget(spec: Spec, timeout: float | None) -> float:
     return slowest + START_MARGIN
 
 
-def start_supervisor(spec: Spec, home: Home, timeout: float | None = None) -> StartResult:
+def start_supervisor(spec: Spec, home: Home, timeout: float | None = None, *,
+                     marks: "LogMarks | None" = None) -> StartResult:
     """Spawn the supervisor detached (no service manager) and wait until its programs are ready."""
     from .backends.base import supervisor_argv
     from .proc.spawn import spawn_detached
 
+    marks = marks or LogMarks.take(spec, home)
     argv = supervisor_argv(home, sys.executable)
     spawned = spawn_detached(argv, log_path=home.supervisor_log, cwd=home.path)
     notes = [spawned.note] if spawned.note else []
@@ -267,37 +271,49 @@ def start_supervisor(spec: Spec, home: Home, timeout: float | None = None) -> St
         ledger = EventLog(home.events_file)
         ledger.emit("breakaway-denied", None, spawned.identity.pid, note=spawned.note)
         ledger.close()
-    _await_ready(spec, home, timeout, supervisor=spawned.identity)
+    _await_ready(spec, home, timeout, supervisor=spawned.identity, marks=marks)
     return StartResult(spec.name, str(home.path), spawned.identity.pid, [p.name for p in spec.programs if p.autostart],
                        notes=notes, status=status_of(spec, home))
 
 
-def _start_with_manager(spec: Spec, home: Home, backend_name: str, timeout: float | None) -> StartResult:
+def _start_with_manager(spec: Spec, home: Home, backend_name: str, timeout: float | None, *,
+                        marks: "LogMarks | None" = None) -> StartResult:
     from .backends import get_backend
 
+    marks = marks or LogMarks.take(spec, home)
     backend = get_backend(backend_name)
-    backend.start(spec, home)
-    _await_ready(spec, home, timeout, backend_name=backend_name)
+    try:
+        backend.start(spec, home)
+    except DaemonkitError as exc:
+        # The manager may keep retrying a unit whose start failed (Restart=): nothing half-started.
+        _stop_quietly(spec, home, None)
+        exc.details = _join(exc.details, marks.program_details(spec, home))
+        raise
+    _await_ready(spec, home, timeout, backend=backend, marks=marks)
     status = status_of(spec, home)
     return StartResult(spec.name, str(home.path), status.supervisor_pid,
                        [p.name for p in spec.programs if p.autostart], backend=backend_name, status=status)
 
 
 def _await_ready(spec: Spec, home: Home, timeout: float | None, *, supervisor: Any = None,
-                 backend_name: str = "") -> None:
+                 backend: Any = None, marks: "LogMarks | None" = None) -> None:
     """Wait until the supervisor answers on its control socket and its autostart programs have settled.
-    On failure, stop what was started and raise with the reason and the last log lines."""
+    On failure, stop what was started and raise with the reason and this start's log lines (not those
+    of earlier runs: ``marks`` holds where each log ended before the start)."""
     from .supervisor.control import ControlError, request
 
+    marks = marks or LogMarks.take(spec, home)
     budget = _wait_budget(spec, timeout)
     deadline = time.monotonic() + budget
     answer: dict[str, Any] | None = None
     while answer is None:
         if supervisor is not None and not supervisor.is_alive():
             _raise_if_rival(spec, home, supervisor)
-            raise DaemonkitError(f"the supervisor of {spec.name} exited during start",
-                                 _last_line(home.supervisor_log) or "no output",
-                                 f"daemonkit logs {spec.name}", details=_tail(home.supervisor_log, 15))
+            last = marks.tail(home.supervisor_log, 1).strip().removeprefix("daemonkit supervise: ")
+            _stop_quietly(spec, home, None)  # programs it may have started before dying
+            raise DaemonkitError(f"the supervisor of {spec.name} exited during start", last or "no output",
+                                 "" if "(try:" in last else f"daemonkit logs {spec.name}",
+                                 details=_join(marks.tail(home.supervisor_log, 15), marks.program_details(spec, home)))
         if home.control_socket.exists():
             try:
                 answer = request(home.control_socket, {"op": "wait"}, timeout=max(0.1, deadline - time.monotonic()))
@@ -305,10 +321,14 @@ def _await_ready(spec: Spec, home: Home, timeout: float | None, *, supervisor: A
             except ControlError:
                 pass
         if time.monotonic() > deadline:
+            via = f" (started by {backend.name})" if backend is not None else ""
+            details = [marks.tail(home.supervisor_log, 15), marks.program_details(spec, home)]
+            recent = getattr(backend, "recent_log", None)
+            if recent is not None:  # the manager's view: did it start the supervisor at all, and why not
+                details.append(recent(spec, home, since=marks.wall, lines=20))
             _stop_quietly(spec, home, supervisor)
-            via = f" (started by {backend_name}; see its logs too)" if backend_name else ""
             raise DaemonkitError(f"{spec.name} did not start in time", f"no answer within {budget:g}s{via}",
-                                 f"daemonkit status {spec.name} --deep", details=_tail(home.supervisor_log, 15))
+                                 f"daemonkit status {spec.name} --deep", details=_join(*details))
         time.sleep(0.01)
     if supervisor is not None:
         holder = ((answer.get("state") or {}).get("supervisor") or {}).get("pid")
@@ -323,8 +343,8 @@ def _await_ready(spec: Spec, home: Home, timeout: float | None, *, supervisor: A
     details = []
     for name, why in failed.items():
         details.append(f"--- {name}: {why}")
-        details.append(_tail(home.program_log(name, "err"), 10) or _tail(home.program_log(name, "out"), 10)
-                       or "(no output)")
+        details.append(marks.tail(home.program_log(name, "err"), 10) or marks.tail(home.program_log(name, "out"), 10)
+                       or "(no output from this start)")
     if not failed:
         details.append(str(answer.get("error", "")))
     _stop_quietly(spec, home, supervisor)
@@ -383,16 +403,28 @@ def stop(spec: Spec, home: Home | None = None, *, program: str | None = None, ti
     """Stop the daemon (or one program). Idempotent: stopping a stopped daemon succeeds, and programs
     left behind by a killed supervisor are ended too (by identity). An installed daemon is stopped
     through its service manager, which would otherwise start it again."""
+    from .store.lock import probe_lock
+
     home = home or home_for_spec(spec)
     record = read_install_record(home)
     notes: list[str] = []
+    was_running = False
     if program is None and record is not None and record.get("backend") not in (None, "detached"):
         from .backends import get_backend
 
-        get_backend(str(record["backend"])).stop(spec, home)
+        was_running = probe_lock(home.lock_file).held
+        try:
+            get_backend(str(record["backend"])).stop(spec, home)
+        except NotInstalledError as exc:  # registration gone (removed by hand): stop what runs anyway
+            notes.append(f"{exc.message}; stopping the supervisor directly")
+            return _with_notes(stop_supervisor(spec, home, timeout=timeout), notes, was_running)
         notes.append(f"stopped through {record['backend']}; it starts again at the next "
                      f"{'login' if spec.scope == 'user' else 'boot'} (daemonkit uninstall {spec.name} prevents that)")
-    result = stop_supervisor(spec, home, program=program, timeout=timeout)
+    return _with_notes(stop_supervisor(spec, home, program=program, timeout=timeout), notes, was_running)
+
+
+def _with_notes(result: "StopResult", notes: list[str], was_running: bool) -> "StopResult":
+    result.was_running = result.was_running or was_running
     result.notes[:0] = notes
     return result
 
@@ -453,7 +485,51 @@ def stop_supervisor(spec: Spec, home: Home, *, program: str | None = None, timeo
                 killed.append(str(name))
     if killed:
         notes.append(f"ended program(s) left behind by a dead supervisor: {', '.join(killed)}")
+    if not probe_lock(home.lock_file).held:
+        cleared = _clear_stale_records(home)
+        if cleared:
+            notes.append(f"cleared the stale records of a supervisor that did not exit cleanly: {', '.join(cleared)}")
     return StopResult(spec.name, lock.held, stopped, killed, notes)
+
+
+def _clear_stale_records(home: Home) -> list[str]:
+    """After a supervisor died without cleaning up (kill -9, OOM, power loss), make the records say what
+    is true: no supervisor.pid, and a state.json whose supervisor and programs are stopped. Only called
+    when nobody holds the lock, and after leftovers were ended, so nothing alive is described."""
+    from .store.atomic import write_json_atomic
+    from .store.records import read_pid_record, read_state
+
+    cleared = []
+    pid = read_pid_record(home.pid_file)
+    if pid.exists:
+        try:
+            home.pid_file.unlink()
+            cleared.append("supervisor.pid")
+        except FileNotFoundError:
+            pass
+    state = read_state(home.state_file)
+    sup = (state.data or {}).get("supervisor")
+    if isinstance(sup, dict) and sup.get("state") in ("running", "stopping"):
+        data = dict(state.data or {})
+        data["supervisor"] = {**sup, "state": "stopped", "stopped_by": "daemonkit stop (the supervisor was gone)"}
+        programs = {}
+        for name, entry in (data.get("programs") or {}).items():
+            if isinstance(entry, dict) and entry.get("pid") is not None:
+                entry = {**entry, "state": "stopped", "pid": None, "create_time": None, "ready": False,
+                         "reason": f"its supervisor died while it was {entry.get('state')}", "since": time.time()}
+            programs[name] = entry
+        data["programs"] = programs
+        data["updated_at"] = time.time()
+        write_json_atomic(home.state_file, data)
+        cleared.append("state.json")
+    if cleared:
+        from .store.events import EventLog
+
+        ledger = EventLog(home.events_file)
+        dead = (pid.data or {}).get("pid") or (sup or {}).get("pid")
+        ledger.emit("stale-cleared", None, dead if isinstance(dead, int) else None, cleared=cleared)
+        ledger.close()
+    return cleared
 
 
 def restart(spec: Spec, home: Home | None = None, *, program: str | None = None, timeout: float | None = None) -> StartResult:
@@ -491,12 +567,14 @@ def remove(name: str, app: str = "daemonkit") -> list[str]:
     lines = []
     if read_install_record(home) is not None:
         lines += uninstall(spec, home)
-    stop(spec, home)
+    stopped = stop(spec, home)
+    if stopped.was_running or stopped.killed:
+        lines.append(f"stopped {name}")
     shutil.rmtree(home.path)
     sock_dir = home.control_socket.parent
     if sock_dir != home.path and sock_dir.exists():
         shutil.rmtree(sock_dir, ignore_errors=True)
-    return lines + [f"stopped {name}", f"removed {home.path}"]
+    return lines + [f"removed {home.path}"]
 
 
 def list_daemons(app: str = "daemonkit") -> list[DaemonStatus]:
@@ -532,12 +610,15 @@ class InstallResult:
     reason: str
     lines: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    status: DaemonStatus | None = None
 
 
 def install(spec: Spec, *, backend: str | None = None, fallback: str | None = None, force: bool = False,
             ctx: Any = None) -> InstallResult:
     """Register the daemon with the best service manager here (or ``backend``) so it starts at login
-    (user scope) or boot (system scope), and start it. Idempotent: re-installing repairs drift."""
+    (user scope) or boot (system scope), start it and wait until its programs are ready, as ``start``
+    does. Idempotent: re-installing the same spec changes nothing; a changed spec or unit is applied
+    (drift repaired, the daemon restarted). A start that fails leaves it installed but stopped."""
     from .backends import default_context, detached_backend
     from .backends.base import supervisor_argv
     from .backends.chooser import choose
@@ -554,19 +635,48 @@ def install(spec: Spec, *, backend: str | None = None, fallback: str | None = No
     if previous is not None and previous.get("backend") not in (choice.name, None):
         raise DaemonkitError(f"{spec.name} is installed with {previous['backend']} already",
                              f"asked for {choice.name}", f"daemonkit uninstall {spec.name} first")
+    before = _read_bytes(home.spec_file)
     save_spec(spec, home)
-    if choice.name != "detached" and probe_lock(home.lock_file).held:
-        # One supervisor per home: a detached one would keep the manager's from taking the lock.
-        stop_supervisor(spec, home)
+    spec_changed = before is not None and before != _read_bytes(home.spec_file)
+    lines: list[str] = []
+    if probe_lock(home.lock_file).held:
+        if choice.name != "detached" and (previous is None or previous.get("backend") == "detached"):
+            # One supervisor per home: a detached one would keep the manager's from taking the lock.
+            stop_supervisor(spec, home)
+            lines.append(f"stopped the supervisor that 'daemonkit start' had started, so {choice.name} runs it")
+        elif spec_changed:
+            stop(spec, home)  # the running supervisor has the old spec; the start below applies the new one
+            lines.append(f"the spec changed: stopped {spec.name} to apply it")
+    marks = LogMarks.take(spec, home)
     record = {"backend": choice.name, "scope": choice.scope, "python": ctx.python,
               "argv": supervisor_argv(home, ctx.python), "installed_at": time.time(), "version": __version__}
     # Written before the backend acts, so an interrupted install is seen and undone by `uninstall`.
     write_json_atomic(home.path / INSTALL_RECORD, record)
-    lines = choice.backend.install(spec, home)
-    if choice.name == "detached" and not probe_lock(home.lock_file).held:
-        start_supervisor(spec, home)
-        lines.append(f"started {spec.name} (detached)")
-    return InstallResult(spec.name, str(home.path), choice.name, choice.scope, choice.reason, lines, list(choice.notes))
+    try:
+        lines += choice.backend.install(spec, home)
+        if choice.name == "detached":
+            if not probe_lock(home.lock_file).held:
+                start_supervisor(spec, home, marks=marks)
+                lines.append(f"started {spec.name} (detached)")
+        else:
+            # The manager reports "started" once the supervisor is up; wait for the programs too.
+            _await_ready(spec, home, None, backend=choice.backend, marks=marks)
+    except DaemonkitError as exc:
+        if not _registered(choice.backend, spec, home):
+            # Refused or failed before anything was registered: leave no record pointing at nothing.
+            if previous is None:
+                (home.path / INSTALL_RECORD).unlink(missing_ok=True)
+            raise
+        if choice.name != "detached":
+            _stop_quietly(spec, home, None)  # registered, but nothing half-started
+            if "---" not in exc.details:
+                exc.details = _join(exc.details, marks.program_details(spec, home))
+        then = (f"{spec.name} is installed but stopped: fix the cause, then 'daemonkit start {spec.name}' "
+                f"(or 'daemonkit uninstall {spec.name}')")
+        exc.hint = f"{exc.hint}; {then}" if exc.hint else then
+        raise
+    return InstallResult(spec.name, str(home.path), choice.name, choice.scope, choice.reason, lines,
+                         list(choice.notes), status_of(spec, home))
 
 
 def uninstall(spec: Spec, home: Home | None = None, *, force: bool = False, ctx: Any = None) -> list[str]:
@@ -605,6 +715,67 @@ def _tail(path: Path, n: int) -> str:
 
 def _last_line(path: Path) -> str:
     return _tail(path, 1).strip()
+
+
+def _registered(backend: Any, spec: Spec, home: Home) -> bool:
+    try:
+        return bool(backend.status(spec, home).installed)
+    except DaemonkitError:
+        return False
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def _join(*parts: str) -> str:
+    return "\n".join(p for p in parts if p and p.strip())
+
+
+@dataclass
+class LogMarks:
+    """Where each log of a home ended just before a start, so a failure shows only that start's lines
+    (an old run's traceback next to today's error sends people the wrong way)."""
+
+    offsets: dict[str, int] = field(default_factory=dict)
+    wall: float = 0.0  # time.time() at the mark, for managers' journals
+
+    @classmethod
+    def take(cls, spec: Spec, home: Home) -> "LogMarks":
+        paths = [home.supervisor_log] + [home.program_log(p.name, s) for p in spec.programs for s in ("out", "err")]
+        offsets = {}
+        for path in paths:
+            try:
+                offsets[str(path)] = path.stat().st_size
+            except OSError:
+                offsets[str(path)] = 0
+        return cls(offsets, time.time())
+
+    def tail(self, path: Path, n: int) -> str:
+        """The last ``n`` lines written to ``path`` since the mark (all of it if it was rotated since)."""
+        start = self.offsets.get(str(path), 0)
+        try:
+            with open(path, "rb") as f:
+                size = f.seek(0, 2)
+                if size < start:  # rotated: the current file is all new
+                    start = 0
+                f.seek(max(start, size - 64 * 1024))
+                lines = f.read().decode("utf-8", "replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(lines[-n:])
+
+    def program_details(self, spec: Spec, home: Home, n: int = 10) -> str:
+        """The error output (else the output) each program wrote since the mark, headed by its name."""
+        parts = []
+        for program in spec.programs:
+            text = self.tail(home.program_log(program.name, "err"), n) or self.tail(home.program_log(program.name, "out"), n)
+            if text.strip():
+                parts.append(f"--- {program.name} (output of this start):\n{text}")
+        return "\n".join(parts)
 
 
 tail_file = _tail

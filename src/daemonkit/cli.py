@@ -137,6 +137,8 @@ def cmd_restart(args: argparse.Namespace, target: Target) -> int:
     from .render import render_status
 
     spec, home = target.resolve(args)
+    if args.after_exit is not None:
+        return _restart_after_exit(args, target, spec, home)
     result = api.restart(spec, home, program=args.program, timeout=args.timeout)
     print(f"restarted {args.program or spec.name}")
     if result.status is not None:
@@ -144,17 +146,78 @@ def cmd_restart(args: argparse.Namespace, target: Target) -> int:
     return EXIT_OK
 
 
+def _restart_after_exit(args: argparse.Namespace, target: Target, spec: "Spec", home: "Home") -> int:
+    """For an updater that must exit before the restart: a detached watcher waits for PID, then restarts."""
+    from .update import respawn_after_update
+
+    if args.program:
+        raise DaemonkitError("--after-exit restarts the whole daemon", "it cannot be combined with --program",
+                             target.cmd("restart --after-exit PID", spec.name))
+    result = respawn_after_update(spec, home, after_exit=args.after_exit, timeout=args.timeout)
+    print(result.detail)
+    for note in result.notes:
+        print(f"note: {note}")
+    return EXIT_OK
+
+
+def cmd_respawn(args: argparse.Namespace, target: Target) -> int:
+    """Internal: the detached watcher behind ``restart --after-exit`` and ``update.respawn_after_update``."""
+    from .paths import Home
+    from .spec import load_spec
+    from .update import launch_watcher, parse_identity, run_watcher
+
+    home = Home(os.path.abspath(args.home))
+    if args.detach:
+        tail = ["--home", str(home.path)]
+        for flag, value in (("--expect", args.expect), ("--after-exit", args.after_exit), ("--timeout", args.timeout)):
+            if value is not None:
+                tail += [flag, str(value)]
+        return launch_watcher(tail, home)
+    spec = load_spec(home.spec_file)
+    return run_watcher(spec, home, expect=parse_identity(args.expect) if args.expect else None,
+                       after_exit=parse_identity(args.after_exit) if args.after_exit else None, timeout=args.timeout)
+
+
 def cmd_status(args: argparse.Namespace, target: Target) -> int:
+    if args.json and target.fixed is None and args.name and os.name == "posix":
+        # Fast path for pollers: a live supervisor answers without the spec, psutil or the API layer.
+        from .supervisor.fastpath import live_status
+
+        live = live_status(args.name)
+        if live is not None:
+            print(json.dumps(live, sort_keys=True, separators=(",", ":")))
+            return EXIT_OK
     from . import api
     from .render import render_status
 
     spec, home = target.resolve(args, from_file=False)
+    if args.deep:
+        return _status_deep(args, target, spec, home)
     result = api.status_of(spec, home)
     if args.json:
-        print(json.dumps(result.to_json(), indent=2, sort_keys=True))
+        print(json.dumps(result.to_json(), sort_keys=True, separators=(",", ":")))
     else:
         print(render_status(result, color=_color()))
     return EXIT_OK if result.running else EXIT_NOT_RUNNING
+
+
+def _status_deep(args: argparse.Namespace, target: Target, spec: "Spec", home: "Home") -> int:
+    from .doctor import diagnose
+
+    report = diagnose(spec, home, budget=args.timeout, cmd=lambda verb: target.cmd(verb, spec.name))
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2, sort_keys=True))
+    else:
+        from .doctor.table import render_deep
+
+        print(render_deep(report, color=_color(), verbose=args.verbose, width=_width()))
+    return report.exit_code
+
+
+def _width() -> int:
+    import shutil
+
+    return max(60, min(120, shutil.get_terminal_size((100, 24)).columns))
 
 
 def cmd_list(args: argparse.Namespace, target: Target) -> int:
@@ -174,7 +237,7 @@ def cmd_logs(args: argparse.Namespace, target: Target) -> int:
 
     spec, home = target.resolve(args, from_file=False)
     return show_logs(spec, home, lines=args.lines, follow=args.follow, program=args.program,
-                     stream=args.stream, events=args.events, as_json=args.json)
+                     stream=args.stream, events=args.events, as_json=args.json, since=args.since)
 
 
 def cmd_run(args: argparse.Namespace, target: Target) -> int:
@@ -190,18 +253,31 @@ def cmd_run(args: argparse.Namespace, target: Target) -> int:
 
 def cmd_supervise(args: argparse.Namespace, target: Target) -> int:
     """Internal: what service managers and detached spawns run."""
+    from .errors import AlreadyRunningError
     from .paths import Home, check_private_file
     from .spec import load_spec
     from .supervisor.engine import run_supervisor
 
-    home = Home(os.path.abspath(args.home)).ensure()
+    backend = args.backend or os.environ.get("DAEMONKIT_BACKEND", "detached")
     try:
+        home = Home(os.path.abspath(args.home)).ensure()
         check_private_file(home.spec_file)
         spec = load_spec(home.spec_file)
+        return run_supervisor(spec, home, backend=backend)
+    except AlreadyRunningError:
+        raise
     except DaemonkitError as exc:
+        # A bad spec, or something about this machine or home that blocks the supervisor: a restart
+        # would only repeat it.
         print(f"daemonkit supervise: {exc.message}", file=sys.stderr)
-        return 78  # configuration error: service managers must not restart us in a loop
-    return run_supervisor(spec, home, backend=args.backend or os.environ.get("DAEMONKIT_BACKEND", "detached"))
+        return _config_error_exit(backend)
+
+
+def _config_error_exit(backend: str) -> int:
+    """EX_CONFIG (78): systemd's RestartPreventExitStatus=78 keeps the supervisor down until the next
+    explicit start. launchd can only spare a *successful* exit (KeepAlive SuccessfulExit=false), so
+    under launchd the same decision is spelled exit 0."""
+    return 0 if backend == "launchd" else 78
 
 
 def cmd_install(args: argparse.Namespace, target: Target) -> int:
@@ -214,6 +290,10 @@ def cmd_install(args: argparse.Namespace, target: Target) -> int:
         print(f"  {line}")
     for note in result.notes:
         print(f"note: {note}")
+    if result.status is not None:
+        from .render import render_status
+
+        print(render_status(result.status, color=_color()))
     print(f"next: {target.cmd('status', result.name)} --deep")
     return EXIT_OK
 
@@ -301,19 +381,32 @@ def add_commands(subparsers: Any, spec: "Spec | None" = None, *, prog: str = "da
     _name_arg(p, target, spec_file=True)
     prog_arg(p)
     timeout_arg(p)
+    p.add_argument("--after-exit", type=int, metavar="PID",
+                   help="for an updater that must exit first: return at once; a detached watcher waits for PID "
+                        "to exit, then restarts the daemon if it is still running (log: logs/respawn.log)")
 
     p = sub("status", cmd_status, "show state (exit 3 when not running)")
     _name_arg(p, target)
-    p.add_argument("--json", action="store_true", help="machine-readable output (schema daemonkit.status/1)")
+    p.add_argument("--json", action="store_true",
+                   help="machine-readable output (schema daemonkit.status/1; with --deep daemonkit.status-deep/1, "
+                        "see docs/status-schema.json)")
+    p.add_argument("--deep", action="store_true",
+                   help="numbered PASS/FAIL/WARN/SKIP probes of every signal, each FAIL with its fix")
+    p.add_argument("--verbose", "-v", action="store_true", help="with --deep: the evidence of every probe")
+    p.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
+                   help="with --deep: how long to wait for the service manager and health checks (default 5)")
 
     p = sub("logs", cmd_logs, "show program output and the lifecycle events")
     _name_arg(p, target)
     prog_arg(p)
-    p.add_argument("-n", "--lines", type=int, default=20)
-    p.add_argument("-f", "--follow", action="store_true")
+    p.add_argument("-n", "--lines", type=int, default=None, metavar="N",
+                   help="the last N lines (default 20; all of them with --since), across rotated files")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines (survives rotation)")
+    p.add_argument("--since", metavar="WHEN",
+                   help="only newer than WHEN: 90s, 10m, 2h, 1d, an ISO date/time, or Unix seconds")
     p.add_argument("--stream", choices=("out", "err", "both"), default="both")
     p.add_argument("--events", action="store_true", help="the lifecycle ledger instead of program output")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="one JSON object a line")
 
     p = sub("install", cmd_install, "register with the OS service manager: start at login/boot, restart if killed")
     _name_arg(p, target, spec_file=True)
@@ -334,6 +427,14 @@ def add_commands(subparsers: Any, spec: "Spec | None" = None, *, prog: str = "da
 
         p = sub("demo", cmd_demo, "start the bundled demo gateway and show what daemonkit does")
         p.add_argument("--port", type=int, default=0, help="port for the demo (default: a free one)")
+
+        p = subparsers.add_parser("respawn", help=argparse.SUPPRESS)
+        p.set_defaults(_daemonkit_func=cmd_respawn, _daemonkit_target=target, command="respawn")
+        p.add_argument("--home", required=True)
+        p.add_argument("--detach", action="store_true")
+        p.add_argument("--expect", metavar="PID:CREATE_TIME")
+        p.add_argument("--after-exit", metavar="PID[:CREATE_TIME]")
+        p.add_argument("--timeout", type=float)
 
         p = subparsers.add_parser("supervise", help=argparse.SUPPRESS)
         p.set_defaults(_daemonkit_func=cmd_supervise, _daemonkit_target=target, command="supervise")
@@ -371,6 +472,13 @@ def dispatch(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`status --deep | head`, `logs -f | grep -m1`): that is not an error.
+        # Point stdout at devnull so the interpreter's final flush does not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -393,8 +501,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     return dispatch(args)
 
 
+def run_command(argv: Sequence[str], spec: "Spec | None" = None, *, prog: str = "daemonkit") -> int:
+    """Parse and run one daemonkit command line, e.g. ``run_command(["status", "--json"], spec=SPEC,
+    prog="myapp gateway")``: what a host app's own CLI (or the click adapter) forwards to."""
+    if spec is None:
+        return main(argv)
+    parser = argparse.ArgumentParser(prog=prog, description=f"manage the {spec.name} daemon")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add_commands(subparsers, spec=spec, prog=prog)
+    args = parser.parse_args(list(argv))
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    return dispatch(args)
+
+
 def _color() -> bool:
     return sys.stdout.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
 
 
-__all__ = ["add_commands", "build_parser", "dispatch", "main", "EXIT_ERROR", "EXIT_NOT_RUNNING"]
+__all__ = ["add_commands", "build_parser", "dispatch", "main", "run_command", "EXIT_ERROR", "EXIT_NOT_RUNNING"]

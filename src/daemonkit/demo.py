@@ -55,10 +55,10 @@ def run_demo(port: int = 0, *, color: bool = False) -> int:
     if backend == "detached":
         supervisor_pid = api.start(spec).supervisor_pid
     else:
-        installed = api.install(spec, backend=backend)
+        installed = api.install(spec, backend=backend)  # waits for /health, like start
         for line in installed.lines:
             print(f"  {line}")
-        supervisor_pid = api.status_of(spec, home).supervisor_pid
+        supervisor_pid = installed.status.supervisor_pid if installed.status else None
     health = fetch_health(url)
     print(paint("✓", "green", color) + f" {spec.name} is up: supervisor pid {supervisor_pid}, "
           f"gateway pid {health['pid']}")
@@ -89,4 +89,7 @@ def _next_steps(installed: bool = False) -> None:
     print("  daemonkit logs demo             # the gateway's output (-f to follow, --events for the ledger)")
     print("  daemonkit stop demo             # stop it; nothing is left running")
     if installed:
-        print("  daemonkit uninstall demo        # remove its systemd user unit (it starts at login until then)")
+        print("  daemonkit uninstall demo        # remove its systemd user unit and stop it")
+        print("note: the demo is a systemd user unit now: systemd restarts its supervisor if it dies, and it")
+        print("      starts again at your next login until 'daemonkit uninstall demo'. Without linger")
+        print("      ('sudo loginctl enable-linger $USER') it stops when your last session ends.")

@@ -278,7 +278,11 @@ def load_spec(path: str | Path) -> Spec:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise SpecError(str(path), "", "not UTF-8 text (is it a binary or corrupt file?)") from None
-    return loads_spec(text, source=str(path))
+    key = _stat_key(path)
+    spec = loads_spec(text, source=str(path))
+    if key is not None:
+        _LAST_LOADED[str(path)] = (key, spec)
+    return spec
 
 
 def loads_spec(text: str, *, source: str = "<spec>") -> Spec:
@@ -427,7 +431,9 @@ def _with_source(source: str, build: Any) -> Any:
 
 
 def spec_to_dict(spec: Spec) -> dict[str, Any]:
-    """The canonical TOML-able form: defaults are written out, so the file documents itself."""
+    """The TOML-able form, with only what differs from the defaults (the defaults are documented in
+    the dataclasses and docs/engine.md). A 500-program spec stays ~1,500 lines instead of ~11,000, which
+    is most of a cold start's parsing time."""
     out: dict[str, Any] = {"name": spec.name, "scope": spec.scope}
     if spec.description:
         out["description"] = spec.description
@@ -438,20 +444,44 @@ def spec_to_dict(spec: Spec) -> dict[str, Any]:
         entry: dict[str, Any] = {"argv": list(p.argv)}
         if p.cwd is not None:
             entry["cwd"] = p.cwd
-        entry["restart"] = p.restart
-        entry["stop_signal"] = p.stop_signal
-        entry["stop_grace"] = float(p.stop_grace)
-        entry["autostart"] = p.autostart
+        if p.restart != _DEFAULT_PROGRAM["restart"]:
+            entry["restart"] = p.restart
+        if p.stop_signal != _DEFAULT_PROGRAM["stop_signal"]:
+            entry["stop_signal"] = p.stop_signal
+        if p.stop_grace != _DEFAULT_PROGRAM["stop_grace"]:
+            entry["stop_grace"] = float(p.stop_grace)
+        if not p.autostart:
+            entry["autostart"] = False
         if p.env:
             entry["env"] = dict(p.env)
         if p.ready is not None:
-            entry["ready"] = {p.ready.kind: (True if p.ready.kind == "notify" else p.ready.target),
-                              "timeout": float(p.ready.timeout)}
-        entry["backoff"] = dataclasses.asdict(p.backoff)
-        entry["logs"] = dataclasses.asdict(p.logs)
+            entry["ready"] = {p.ready.kind: (True if p.ready.kind == "notify" else p.ready.target)}
+            if p.ready.timeout != _DEFAULT_READY_TIMEOUT:
+                entry["ready"]["timeout"] = float(p.ready.timeout)
+        for key, value, default in (("backoff", p.backoff, _DEFAULT_BACKOFF), ("logs", p.logs, _DEFAULT_LOGS)):
+            if value != default:
+                entry[key] = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)
+                              if getattr(value, f.name) != getattr(default, f.name)}
         programs[p.name] = entry
     out["programs"] = programs
     return out
+
+
+_DEFAULT_PROGRAM = {f.name: f.default for f in dataclasses.fields(Program)}
+_DEFAULT_READY_TIMEOUT = Readiness("notify").timeout
+_DEFAULT_BACKOFF = Backoff()
+_DEFAULT_LOGS = LogLimits()
+# What load_spec last read, so that saving the same spec back to the same unchanged file is a no-op:
+# a start never rewrites spec.toml (and a hand-written file keeps its comments and layout).
+_LAST_LOADED: dict[str, tuple[tuple[int, int], Spec]] = {}
+
+
+def _stat_key(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size)
 
 
 def dumps_spec(spec: Spec) -> str:
@@ -461,7 +491,24 @@ def dumps_spec(spec: Spec) -> str:
 
 
 def dump_spec(spec: Spec, path: str | Path) -> None:
-    """Write the spec atomically with owner-only permissions."""
+    """Write the spec atomically with owner-only permissions; nothing is written when the file already
+    holds this spec."""
     from .store.atomic import write_text_atomic
 
-    write_text_atomic(Path(path), dumps_spec(spec))
+    path = Path(path)
+    key = _stat_key(path)
+    if key is not None:
+        remembered = _LAST_LOADED.get(str(path))
+        if remembered is not None and remembered[0] == key and remembered[1] == spec:
+            return
+    text = dumps_spec(spec)
+    if key is not None:
+        try:
+            if path.read_text(encoding="utf-8") == text:
+                return
+        except (OSError, UnicodeDecodeError):
+            pass
+    write_text_atomic(path, text)
+    key = _stat_key(path)
+    if key is not None:
+        _LAST_LOADED[str(path)] = (key, spec)

@@ -19,58 +19,16 @@ from typing import Any, Iterator
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-HARNESS = ROOT / "tests" / "envs" / "with-systemd-user.sh"
-SETUP = "bash tests/envs/setup-systemd.sh"
-VENV = Path(os.environ.get("DAEMONKIT_SD_VENV", "/var/cache/daemonkit-tests/systemd/venv"))
-USER = "sdtest"
+import lane as lane_lib
+from lane import USER, VENV, sync_package, why_not
+
 UNIT = "daemonkit-demo.service"
-
-
-def why_not() -> str | None:
-    if not sys.platform.startswith("linux"):
-        return "Linux only"
-    if os.geteuid() != 0:
-        return "needs root (the harness makes namespaces, then runs as the test user)"
-    for tool in ("unshare", "setpriv", "systemctl", "journalctl"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not installed: run {SETUP}"
-    if not Path("/lib/systemd/systemd").exists():
-        return f"no systemd binary at /lib/systemd/systemd: run {SETUP}"
-    import pwd
-
-    try:
-        pwd.getpwnam(USER)
-    except KeyError:
-        return f"test user {USER} does not exist: run {SETUP}"
-    if not (VENV / "bin" / "python").exists():
-        return f"no venv at {VENV}: run {SETUP}"
-    return None
-
-
-def sync_package() -> None:
-    """Put this checkout's daemonkit into the lane's venv (the setup's copy may be older)."""
-    query = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
-    purelib = subprocess.run([str(VENV / "bin" / "python"), "-c", query],
-                             capture_output=True, text=True, check=True, timeout=30).stdout.strip()
-    target = Path(purelib) / "daemonkit"
-    shutil.rmtree(target, ignore_errors=True)
-    shutil.copytree(ROOT / "src" / "daemonkit", target, ignore=shutil.ignore_patterns("__pycache__"))
-    for path in [target, *target.rglob("*")]:
-        path.chmod(0o755 if path.is_dir() else 0o644)
+# A real lane: it installs into its venv and runs a real systemd, so no daemonkit sandbox or guard.
+pytestmark = pytest.mark.daemonkit_real("real systemd user manager lane")
 
 
 def harness(phase: str, work: Path) -> dict[str, Any]:
-    argv = ["bash", str(HARNESS), USER, "--", str(VENV / "bin" / "python"), str(work / "sd_driver.py"), phase,
-            str(work)]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "SDU_HOME": str(work / "home")})
-    result = work / f"{phase}.json"
-    assert result.exists(), f"{phase}: the driver wrote nothing (rc {proc.returncode})\n{proc.stdout}\n{proc.stderr}"
-    obs = json.loads(result.read_text())
-    evidence = f"{obs.get('error')}\n{proc.stderr[-3000:]}\n{json.dumps(obs, indent=1)[:4000]}"
-    assert "error" not in obs and proc.returncode == 0, f"{phase} failed (rc {proc.returncode}):\n{evidence}"
-    return obs
+    return lane_lib.harness("sd_driver.py", phase, work, f"{phase}.json")
 
 
 @pytest.fixture(scope="module")

@@ -122,3 +122,41 @@ def test_default_factories_without_systemd(tmp_path: Path) -> None:
     choice = choose(make_spec(), ctx, platform="linux", admin=False)
     assert choice.name == "detached"
     assert choice.skipped[0][0] == "systemd" and "not the init system" in choice.skipped[0][1]
+
+
+def _systemd_host(tmp_path: Path, env: dict[str, str]) -> BackendContext:
+    """A Linux host where systemd is PID 1 (the sd_booted marker) and systemctl is on PATH."""
+    (tmp_path / "run-systemd").mkdir()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "systemctl").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "systemctl").chmod(0o755)
+    return BackendContext(runner=RecordingRunner(), dirs={"sd_booted": tmp_path / "run-systemd"},
+                          env={"HOME": str(tmp_path), "PATH": str(bin_dir), **env})
+
+
+def test_unreachable_user_manager_is_reported_not_fallen_back(tmp_path: Path) -> None:
+    # 'sudo su - user': systemd runs the machine but this shell has no user bus. A quiet fallback to
+    # detached would install a daemon that never starts at login.
+    ctx = _systemd_host(tmp_path, {"USER": "someone"})
+    with pytest.raises(DaemonkitError) as info:
+        choose(make_spec(), ctx, platform="linux", admin=False, wsl_info=NOT_WSL)
+    message = info.value.message
+    assert "cannot reach your systemd user manager" in message and "sudo su -" in message
+    assert "--backend detached" in message
+    # Asked for explicitly, detached still works.
+    assert choose(make_spec(), ctx, backend="detached", platform="linux", admin=False, wsl_info=NOT_WSL).name == "detached"
+
+
+def test_reachable_user_manager_is_chosen(tmp_path: Path) -> None:
+    ctx = _systemd_host(tmp_path, {"XDG_RUNTIME_DIR": str(tmp_path)})
+    choice = choose(make_spec(), ctx, platform="linux", admin=False, wsl_info=NOT_WSL)
+    assert choice.name == "systemd" and choice.skipped == ()
+
+
+def test_wsl_with_systemd_uses_it_and_explains_the_idle_shutdown() -> None:
+    wsl = detect(WslInputs(osrelease="5.15.1-microsoft-standard-WSL2", pid1_comm="systemd", sd_booted=True))
+    table, _ = factories(systemd=True)
+    choice = choose(make_spec(), platform="linux", admin=False, wsl_info=wsl, factories=table)
+    assert choice.name == "systemd"
+    assert any("last" in note and "terminal" in note for note in choice.notes), choice.notes

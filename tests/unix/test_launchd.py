@@ -61,7 +61,9 @@ def test_plist_keys(backend: LaunchdBackend, home: Home) -> None:
     assert job["Umask"] == 0o077
     assert job["EnvironmentVariables"] == {"PYTHONUNBUFFERED": "1", "DAEMONKIT_BACKEND": "launchd"}
     assert "UserName" not in job
-    assert load(backend, home, restart="always")["KeepAlive"] is True
+    # Also under "always": the supervisor restarts programs itself, and its exit 0 (stop requested, or a
+    # configuration error under launchd) must not be undone.
+    assert load(backend, home, restart="always")["KeepAlive"] == {"SuccessfulExit": False}
 
 
 def test_plist_carries_the_marker_and_escapes_odd_paths(backend: LaunchdBackend, tmp_path: Path) -> None:
@@ -155,7 +157,7 @@ def test_no_gui_session(backend: LaunchdBackend, launchd: FakeLaunchd, home: Hom
     launchd.bootstrap_errors = [(125, "Bootstrap failed: 125: Domain does not support specified action")]
     with pytest.raises(DaemonkitError, match="no GUI login session") as info:
         backend.install(make_spec(), home)
-    assert "--scope system" in str(info.value)
+    assert 'scope = "system"' in str(info.value)
 
 
 def test_foreign_plist(backend: LaunchdBackend, launchd: FakeLaunchd, home: Home, agents: Path) -> None:

@@ -168,7 +168,7 @@ def test_missing_user_bus_is_a_clear_error(fake: FakeSystemd, home: Home, tmp_pa
     for action in (SystemdBackend(ctx).install, SystemdBackend(ctx).uninstall):
         with pytest.raises(DaemonkitError, match="cannot reach your systemd user manager") as info:
             action(make_spec(), home)
-        assert "sudo su -" in str(info.value) and "--scope system" in str(info.value)
+        assert "sudo su -" in str(info.value) and 'scope = "system"' in str(info.value)
     assert fake.calls == []  # decided from the environment, before running anything
 
 

@@ -44,8 +44,8 @@ def test_most_permissive_program_policy_wins() -> None:
 
 def test_system_unit_runs_as_user_after_their_session() -> None:
     unit = keys(render_unit(make_spec(scope="system"), ARGV, scope="system",
-                            run_as=RunAs("alice", 1001), user_session=True))
-    assert unit[("Service", "User")] == ["alice"]
+                            run_as=RunAs("alice", 1001, "staff"), user_session=True))
+    assert unit[("Service", "User")] == ["alice"] and unit[("Service", "Group")] == ["staff"]
     assert unit[("Unit", "After")] == ["network.target", "user@1001.service"]
     assert unit[("Unit", "Wants")] == ["user@1001.service"]
     assert unit[("Install", "WantedBy")] == ["multi-user.target"]
@@ -71,6 +71,14 @@ def test_executable_keeps_dollar() -> None:
     # systemd does not expand variables in the executable, so "$$" there would be taken literally.
     assert quote_exec_arg("/opt/a$b/python", executable=True) == '"/opt/a$b/python"'
     assert exec_line(["/opt/a$b 100%/python", "$x"]) == '"/opt/a$b 100%%/python" "$$x"'
+
+
+@pytest.mark.parametrize("exe", ["/opt/it's/python", '/opt/"q"/python', "/opt/back\\slash/python"])
+def test_executable_systemd_refuses_runs_through_env(exe: str) -> None:
+    # systemd rejects quotes and backslashes in the executable word however it is quoted
+    # ("Executable name contains special characters"); as an argument of env(1) they are fine.
+    line = exec_line([exe, "-m", "daemonkit"])
+    assert line == f'"/usr/bin/env" {quote_exec_arg(exe)} "-m" "daemonkit"'
 
 
 @pytest.mark.parametrize("bad", ["line\nbreak", "cr\rhere", "tab\there", "nul\x00", "bell\x07"])

@@ -6,7 +6,7 @@ spawn and stop. ``chooser.choose`` picks the right one for a spec on this machin
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from .base import Backend, BackendContext
 
@@ -17,8 +17,14 @@ if TYPE_CHECKING:
 __all__ = ["Backend", "BackendContext", "default_context", "detached_backend", "get_backend"]
 
 
+# Set by daemonkit.sandbox while a sandbox is active (its recording runner, its tmp directories).
+context_override: Callable[[], BackendContext] | None = None
+
+
 def default_context() -> BackendContext:
-    """The context real commands use. The pytest sandbox plugin replaces this to record commands."""
+    """The context real commands use; inside a daemonkit sandbox, the sandbox's recording context."""
+    if context_override is not None:
+        return context_override()
     return BackendContext()
 
 

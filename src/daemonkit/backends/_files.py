@@ -2,7 +2,7 @@
 
 Every failure becomes a ``DaemonkitError`` naming the path, the OS reason and what to do, because
 "Permission denied: '/etc/systemd/system/x.service'" alone does not tell a user whether to use sudo,
-``--scope user`` or a different directory.
+``--fallback user`` or a different directory.
 """
 
 from __future__ import annotations

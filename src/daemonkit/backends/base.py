@@ -160,6 +160,10 @@ class BackendStatus:
 class Availability:
     ok: bool
     reason: str = ""
+    # Set when this backend is the right one for the machine but cannot be reached right now (systemd is
+    # PID 1 but this shell has no user bus): the chooser reports it instead of quietly falling back to a
+    # backend that would not start the daemon at login.
+    blocking: "Exception | None" = None
 
 
 @dataclass

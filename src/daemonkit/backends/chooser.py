@@ -155,6 +155,13 @@ def choose(spec: "Spec", ctx: BackendContext | None = None, *, backend: str | No
             skipped.append((name, "not part of this daemonkit build"))
             continue
         availability = _available(instance, scope)
+        if not availability.ok and isinstance(availability.blocking, DaemonkitError):
+            # The manager is here but unreachable from this shell: falling back would install a daemon
+            # that never starts at login. Say so; --backend detached remains a conscious choice.
+            error = availability.blocking
+            error.hint = (f"{error.hint}; " if error.hint else "") + \
+                "or pass --backend detached to run it without a service manager (no start at login)"
+            raise error
         if not availability.ok:
             skipped.append((name, availability.reason))
             continue

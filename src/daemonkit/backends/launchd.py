@@ -12,8 +12,11 @@ Only the modern verbs are used: ``bootstrap``, ``bootout``, ``kickstart``, ``pri
 - a service disabled with ``launchctl disable`` refuses to bootstrap: ``enable`` first.
 - the default soft limit of 256 open files is too low for a supervisor of many programs.
 
-Exit-code contract: launchd cannot refuse to restart on one exit code, so under ``KeepAlive`` a
-supervisor that exits 78 (configuration error) is started again every ``ThrottleInterval`` seconds.
+Exit-code contract: launchd cannot refuse to restart on one exit code; it can only spare a successful
+exit (``KeepAlive = {SuccessfulExit: false}``). So that is the KeepAlive for every spec, and the
+supervisor spells "configuration error, do not restart me" as exit 0 when ``DAEMONKIT_BACKEND`` is
+launchd (78 elsewhere). The supervisor exits 0 otherwise only when asked to stop, which launchd must
+not undo either.
 """
 
 from __future__ import annotations
@@ -62,14 +65,14 @@ def exit_timeout(spec: "Spec") -> int:
 
 
 def plist_dict(spec: "Spec", home: "Home", python: str, *, run_as: str | None = None) -> dict[str, Any]:
-    """The job definition. ``KeepAlive`` is ``true`` when a program restarts ``always``, else it restarts
-    the supervisor only after an unsuccessful exit (a crash, a signal, a non-zero code)."""
-    always = any(p.restart == "always" for p in spec.programs)
+    """The job definition. ``KeepAlive`` restarts the supervisor after an unsuccessful exit (a crash, a
+    signal, a non-zero code) whatever the programs' policies: the supervisor restarts the programs
+    itself, and its exit 0 means "stopped on request" or "configuration error" (see the module doc)."""
     job: dict[str, Any] = {
         "Label": label(spec),
         "ProgramArguments": supervisor_argv(home, python),
         "RunAtLoad": True,
-        "KeepAlive": True if always else {"SuccessfulExit": False},
+        "KeepAlive": {"SuccessfulExit": False},
         "ThrottleInterval": THROTTLE_INTERVAL,
         "ExitTimeOut": exit_timeout(spec),
         "SoftResourceLimits": {"NumberOfFiles": NUMBER_OF_FILES},
@@ -199,8 +202,8 @@ class LaunchdBackend:
                 raise DaemonkitError(
                     f"cannot load {label(spec)} into {domain}", "this user has no GUI login session (SSH or a "
                     "headless Mac); LaunchAgents live in the login session",
-                    "log in at the Mac's screen (or with Screen Sharing) once, or install for the whole machine "
-                    "with sudo and --scope system")
+                    "log in at the Mac's screen (or with Screen Sharing) once, or install it for the whole machine: "
+                    "scope = \"system\" in its spec, then sudo daemonkit install --spec FILE")
             # Exit 5 / 37 / "already": either the job is already there, or an earlier bootout is still
             # settling. print tells the first; a short wait and retry covers the second.
             if self._loaded(spec)[0]:
@@ -228,7 +231,7 @@ class LaunchdBackend:
     def install(self, spec: "Spec", home: "Home") -> list[str]:
         if spec.scope == "system" and self.euid != 0:
             raise DaemonkitError("cannot install a LaunchDaemon", "system scope needs root",
-                                 "re-run with sudo, or install for your user only with --scope user")
+                                 "re-run with sudo, or pass --fallback user to install it for your user only")
         (artifact,) = self.render(spec, home)
         path = artifact.path
         lines = [f"removed {tmp}, left by an interrupted install" for tmp in _files.remove_stale_temps(path)]

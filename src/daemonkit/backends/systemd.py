@@ -9,9 +9,11 @@ undone (uninstall) by the next one.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -91,7 +93,13 @@ class SystemdBackend:
         except KeyError:
             raise DaemonkitError(f"cannot run {spec.name} as {self.run_as!r}", "no such user on this machine",
                                  "create the account first, or pick an existing user") from None
-        return RunAs(entry.pw_name, entry.pw_uid)
+        import grp
+
+        try:
+            group = grp.getgrgid(entry.pw_gid).gr_name
+        except KeyError:  # a primary gid without a group entry: let systemd use the gid's default
+            group = ""
+        return RunAs(entry.pw_name, entry.pw_uid, group)
 
     # ------------------------------------------------------------------------------------- commands
 
@@ -114,7 +122,7 @@ class SystemdBackend:
             "cannot reach your systemd user manager",
             f"there is no user bus for {user} ({why}); shells opened with 'sudo su -' or 'su' have none",
             f"log in as {user} directly (ssh {user}@host, or 'machinectl shell {user}@'), "
-            "or install for the whole machine with sudo and --scope system",
+            "or install it for the whole machine: scope = \"system\" in its spec, then sudo daemonkit install --spec FILE",
         )
 
     def _check_result(self, result: CommandResult, scope: str) -> CommandResult:
@@ -128,7 +136,7 @@ class SystemdBackend:
             if self.euid != 0:
                 raise DaemonkitError(
                     "cannot manage a system unit", f"system scope needs root (you are uid {self.euid})",
-                    "re-run with sudo, or install for your user only with --scope user (or --fallback user)")
+                    "re-run with sudo, or pass --fallback user to install it for your user only")
             return
         if not self.ctx.env.get("XDG_RUNTIME_DIR") and not self.ctx.env.get("DBUS_SESSION_BUS_ADDRESS"):
             raise self._bus_error()
@@ -147,11 +155,22 @@ class SystemdBackend:
                 props[key] = value
         return props
 
-    def _journal_tail(self, scope: str, unit: str, lines: int = 20) -> str:
+    def _journal_tail(self, scope: str, unit: str, lines: int = 20, since: float | None = None) -> str:
+        """The unit's last journal lines (only those since ``since``, a time.time(), when given), headed
+        so they read as the manager's view below an error."""
         argv = ["journalctl", *(["--user"] if scope == "user" else []), "-u", unit, "-n", str(lines),
-                "--no-pager", "-o", "cat"]
+                "--no-pager", "-o", "short-precise"]
+        if since is not None:
+            argv.append(f"--since=@{math.floor(since)}")  # whole seconds: journalctl's @EPOCH form
         result = self.ctx.runner.run(argv, timeout=QUICK, env=self._command_env())
-        return result.stdout.strip() if result.ok else ""
+        text = result.stdout.strip() if result.ok else ""
+        if not text or text.startswith("-- No entries --"):
+            return ""
+        return f"--- journalctl{' --user' if scope == 'user' else ''} -u {unit}:\n{text}"
+
+    def recent_log(self, spec: "Spec", home: "Home", *, since: float, lines: int = 20) -> str:
+        """What the manager logged about the unit since ``since``: for start failures and timeouts."""
+        return self._journal_tail(spec.scope, unit_name(spec), lines, since)
 
     def _journal_hint(self, scope: str, unit: str) -> str:
         return f"see 'journalctl{' --user' if scope == 'user' else ''} -u {unit} -n 50'"
@@ -173,7 +192,7 @@ class SystemdBackend:
         try:
             self._require_manager("user")
         except DaemonkitError as exc:
-            return Availability(False, exc.message)
+            return Availability(False, exc.message, blocking=exc)
         return Availability(True, "a systemd user manager is reachable")
 
     def render(self, spec: "Spec", home: "Home") -> list[Artifact]:
@@ -335,11 +354,12 @@ class SystemdBackend:
 
     def _start(self, spec: "Spec", verb: str) -> None:
         scope, unit = spec.scope, unit_name(spec)
+        since = time.time()
         # Type=notify: this returns when the supervisor reports READY=1, or fails with its reason.
         result = self._check_result(self._systemctl(scope, verb, unit, timeout=start_timeout(spec) + 15), scope)
         if not result.ok:
             raise DaemonkitError(f"{unit} did not start", result.summary(), self._journal_hint(scope, unit),
-                                 details=self._journal_tail(scope, unit))
+                                 details=self._journal_tail(scope, unit, since=since))
 
     def _must(self, result: CommandResult, scope: str, what: str) -> CommandResult:
         self._check_result(result, scope)
@@ -350,7 +370,7 @@ class SystemdBackend:
 
     def _write_hint(self, scope: str) -> str:
         if scope == "system":
-            return "system units need root: re-run with sudo, or use --scope user"
+            return "system units need root: re-run with sudo, or pass --fallback user to install it for your user only"
         return "make the directory writable by you, or remove a file of the same name that is in the way"
 
     @staticmethod

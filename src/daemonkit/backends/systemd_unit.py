@@ -37,6 +37,10 @@ if TYPE_CHECKING:
 _UNIT_NAME_RE = re.compile(r"^[A-Za-z0-9:_.\\-]+$")
 _UNIT_NAME_MAX = 255
 
+# Characters systemd does not accept in ExecStart='s executable name, quoted or not (string_is_safe()).
+_UNSAFE_EXECUTABLE = ('"', "'", "\\")
+ENV_PROGRAM = "/usr/bin/env"
+
 STOP_MARGIN = 15  # seconds on top of the largest stop_grace: the supervisor's own shutdown work
 START_MARGIN = 30  # seconds on top of the largest readiness timeout before systemd gives up
 RESTART_SEC = 1  # the supervisor restarts programs itself; this only paces supervisor crashes
@@ -55,6 +59,7 @@ class RunAs:
 
     user: str
     uid: int
+    group: str = ""  # the user's primary group; empty leaves Group= out
 
 
 def unit_name(spec: "Spec") -> str:
@@ -107,6 +112,10 @@ def exec_line(argv: Sequence[str]) -> str:
             f"its executable {argv[0] if argv else ''!r} is not an absolute path (systemd needs one)",
             "run daemonkit with an absolute Python path, e.g. /usr/bin/python3 -m daemonkit ...",
         )
+    if any(ch in argv[0] for ch in _UNSAFE_EXECUTABLE):
+        # systemd refuses such an executable name ("contains special characters") however it is quoted,
+        # but accepts anything in an argument: let env(1) exec it (no shell, argv passed through).
+        argv = [ENV_PROGRAM, *argv]
     return " ".join([quote_exec_arg(argv[0], executable=True), *(quote_exec_arg(a) for a in argv[1:])])
 
 
@@ -158,7 +167,7 @@ def render_unit(spec: "Spec", argv: Sequence[str], *, scope: str, run_as: RunAs 
     if scope == "system":
         unit.append("After=network.target")
         if run_as is not None:
-            service += [f"User={run_as.user}"]
+            service += [f"User={run_as.user}"] + ([f"Group={run_as.group}"] if run_as.group else [])
             if user_session:
                 # Programs that talk to the user's session bus need the user manager up first.
                 unit += [f"After=user@{run_as.uid}.service", f"Wants=user@{run_as.uid}.service"]

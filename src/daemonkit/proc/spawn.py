@@ -3,10 +3,9 @@
 POSIX: a new session (no controlling terminal, no SIGHUP when the terminal closes), stdin from
 /dev/null, stdout+stderr appended to the home's ``logs/supervisor.log``, cwd in the home.
 
-Windows: a hidden console (``CREATE_NO_WINDOW``; not ``DETACHED_PROCESS``, which cancels it and makes
-every console child of the daemon flash a window), a new process group, and
-``CREATE_BREAKAWAY_FROM_JOB`` so an Electron/terminal job does not take the daemon down with it. When the
-job forbids breakaway, CreateProcess fails with winerror 5 and we retry without it, recording that.
+Windows: ``daemonkit.proc.winspawn.spawn_detached`` (hidden console, new process group, breakaway from
+the caller's job, retried inside the job on winerror 5); the outcome comes back in ``SpawnResult`` and
+the caller records a denied breakaway as an event.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from ..compat import CREATE_BREAKAWAY_FROM_JOB, CREATE_NEW_PROCESS_GROUP, CREATE_NO_WINDOW, IS_WINDOWS
+from ..compat import IS_WINDOWS
 from ..store.rotating import rotate
 from .identity import ProcessIdentity
 
@@ -45,13 +44,16 @@ def spawn_detached(argv: Sequence[str], *, log_path: Path, cwd: Path | None = No
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
     log_fd = os.open(log_path, flags, 0o600)
     try:
-        common: dict[str, object] = dict(stdin=subprocess.DEVNULL, stdout=log_fd, stderr=subprocess.STDOUT,
-                                         cwd=str(cwd) if cwd else None, env=dict(env) if env is not None else None,
-                                         close_fds=True)
         if IS_WINDOWS:
-            proc, breakaway, note = _spawn_windows(list(argv), common)
+            from .winspawn import spawn_detached as win_spawn_detached
+
+            spawned = win_spawn_detached(list(argv), stdout=log_fd, stderr=subprocess.STDOUT,
+                                         cwd=str(cwd) if cwd else None, env=env)
+            proc, breakaway, note = spawned.proc, spawned.breakaway, spawned.note
         else:
-            proc = subprocess.Popen(list(argv), start_new_session=True, **common)  # type: ignore[call-overload]
+            proc = subprocess.Popen(list(argv), start_new_session=True, stdin=subprocess.DEVNULL, stdout=log_fd,
+                                    stderr=subprocess.STDOUT, cwd=str(cwd) if cwd else None,
+                                    env=dict(env) if env is not None else None, close_fds=True)
             breakaway, note = None, ""
     finally:
         os.close(log_fd)
@@ -60,17 +62,6 @@ def spawn_detached(argv: Sequence[str], *, log_path: Path, cwd: Path | None = No
     # process is reparented to init (POSIX) when we exit.
     proc.returncode = 0
     return SpawnResult(identity, breakaway, note)
-
-
-def _spawn_windows(argv: list[str], common: dict[str, object]) -> tuple[subprocess.Popen[bytes], bool, str]:
-    base = CREATE_NO_WINDOW | CREATE_NEW_PROCESS_GROUP
-    try:
-        return subprocess.Popen(argv, creationflags=base | CREATE_BREAKAWAY_FROM_JOB, **common), True, ""  # type: ignore[call-overload]
-    except PermissionError as exc:
-        if getattr(exc, "winerror", None) != 5:
-            raise
-    proc = subprocess.Popen(argv, creationflags=base, **common)  # type: ignore[call-overload]
-    return proc, False, "the caller's job object denies breakaway (winerror 5); started inside it"
 
 
 def windowless_python() -> str:

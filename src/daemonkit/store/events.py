@@ -24,6 +24,8 @@ EVENTS = {
     "supervisor-ready": "all autostart programs are ready",
     "orphan-ended": "a program left by a previous supervisor was ended",
     "orphan-gone": "a program recorded by a previous supervisor had already exited",
+    "orphan-guard": "the supervisor died; its sentinel process ended the program it left behind",
+    "sentinel-lost": "the supervisor's orphan-guard process exited unexpectedly (it is started again)",
     "spawn": "a program was started",
     "spawn-failed": "a program could not be started (missing executable, bad cwd, ...)",
     "ready": "a program passed its readiness check",
@@ -38,6 +40,7 @@ EVENTS = {
     "breakaway-denied": "Windows refused CREATE_BREAKAWAY_FROM_JOB; started without it",
     "control": "a control request was served",
     "log-write-failed": "program output could not be written (disk full?) and was dropped",
+    "stale-cleared": "'stop' found the supervisor dead (killed) and cleared its stale records",
 }
 
 

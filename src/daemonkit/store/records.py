@@ -7,6 +7,7 @@ reported with a reason (``RecordProblem``) and treated as absent; the next super
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,8 +47,10 @@ def read_record(path: Path, required: tuple[str, ...] = ()) -> ReadResult:
 
 def write_pid_record(path: Path, *, pid: int, create_time: float, argv: list[str], version: str,
                      backend: str = "") -> dict[str, Any]:
-    record = {"pid": pid, "create_time": create_time, "argv": argv, "started_at": time.time(),
-              "version": version, "backend": backend}
+    # ``exe``: the interpreter, so `status --deep` can tell a replaced or foreign process (argv[0] of
+    # `python -m daemonkit` is only the module's path).
+    record = {"pid": pid, "create_time": create_time, "argv": argv, "exe": sys.executable,
+              "started_at": time.time(), "version": version, "backend": backend}
     try:
         write_json_atomic(path, record)
     except OSError as exc:

@@ -31,17 +31,25 @@ class ControlServer:
         self.loop = loop
         self.handler = handler
         self.on_refused = on_refused
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old_umask = os.umask(0o077)
         try:
-            self.sock.bind(str(self.path))
-        finally:
-            os.umask(old_umask)
-        os.chmod(self.path, 0o600)
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+            old_umask = os.umask(0o077)
+            try:
+                self.sock.bind(str(self.path))
+            finally:
+                os.umask(old_umask)
+            os.chmod(self.path, 0o600)
+        except OSError as exc:
+            # Something in the way (a directory, a read-only dir): restarting will not help.
+            self.sock.close()
+            from ..errors import DaemonkitError
+
+            raise DaemonkitError(f"cannot create the control socket {self.path}", exc.strerror or str(exc),
+                                 f"remove whatever is at {self.path} or make its directory writable") from None
         self.sock.listen(128)
         self.sock.setblocking(False)
         loop.add_reader(self.sock.fileno(), self._accept)

@@ -1,14 +1,15 @@
 """The supervisor engine: one per home, holding its lock, running the spec's programs.
 
-Event-driven throughout: deaths arrive as SIGCHLD (through the loop's wakeup fd) and are reaped with
-``waitid``; output, readiness messages and control requests arrive on file descriptors; timers exist
-only for pending backoffs, readiness deadlines, stop graces and the coalesced state write. Per-event
-work is a dict lookup and the program's own handling, independent of how many programs run.
+Event-driven throughout: deaths arrive through a child watcher (a pidfd per program on Linux, kqueue
+on macOS, SIGCHLD elsewhere; see ``watch.py``); output, readiness messages and control requests arrive
+on file descriptors; timers exist only for pending backoffs, readiness deadlines, stop graces and the
+coalesced state write. Per-event work is a dict lookup and the program's own handling, independent of
+how many programs run. A forked sentinel (``proc/sentinel.py``) ends the programs if the supervisor
+is killed; a new supervisor ends, by identity, programs a previous one recorded and left behind.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import os
 import random
 import signal
@@ -20,6 +21,7 @@ from .. import __version__
 from ..errors import AlreadyRunningError
 from ..paths import Home
 from ..proc.identity import ProcessIdentity, terminate_tree
+from ..proc.sentinel import Sentinel
 from ..spec import Spec
 from ..store.events import EventLog
 from ..store.lock import SupervisorLock
@@ -28,6 +30,7 @@ from .control import ControlServer
 from .loop import Loop
 from .program import SETTLED_FAILED, UP_STATES, ProgramRunner
 from .readiness import notify_systemd
+from .watch import ChildWatcher, make_watcher
 
 STATE_FLUSH_DELAY = 0.02  # coalesce bursts of changes into one state.json write
 LOCK_RETRY = 0.5  # a `status` probe may hold the lock for an instant; don't mistake it for a rival
@@ -43,14 +46,21 @@ class Engine:
         self.lock = SupervisorLock(home.lock_file)
         self.rng = random.Random()
         self.base_env = dict(os.environ)
+        self.base_env.pop("NOTIFY_SOCKET", None)  # the supervisor's own manager socket is not the programs'
+        self.root_str = str(home.path.parent)
         self.devnull = os.open(os.devnull, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
         self.runners: dict[str, ProgramRunner] = {}
         self._by_pid: dict[int, ProgramRunner] = {}
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self.watcher: ChildWatcher | None = None
+        self.sentinel: Sentinel | None = None
+        self.strays = 0
+        self._pool: Any = None  # concurrent.futures.ThreadPoolExecutor, created on first use
         self._flush_timer: Any = None
         self._waiters: list[tuple[Callable[[], dict[str, Any] | None], Callable[[dict[str, Any]], None]]] = []
         self._shutting_down = False
         self._announced_ready = False
+        self._checks_pending = False
+        self._sentinel_flush_pending = False
         self.exit_code = 0
         self.control: ControlServer | None = None
         self.identity = ProcessIdentity.current()
@@ -72,6 +82,8 @@ class Engine:
         """Run until shut down. Returns the supervisor's exit code (0 after a requested shutdown)."""
         self.acquire()
         try:
+            # Forked first, while the process has no threads and few descriptors.
+            self._start_sentinel()
             _raise_fd_limit()
             _become_subreaper()
             write_pid_record(self.home.pid_file, pid=self.identity.pid, create_time=self.identity.create_time,
@@ -81,7 +93,9 @@ class Engine:
             self._end_orphans()
             self.control = ControlServer(self.home.control_socket, self.loop, self.handle_request,
                                          on_refused=lambda why: self.events.emit("control", None, None, refused=why))
-            self.loop.add_signal_handler(signal.SIGCHLD, self.reap)
+            self.watcher = make_watcher(self.loop, self._on_stray)
+            if self.sentinel is not None and self.sentinel.pid is not None:
+                self.watcher.watch(self.sentinel.pid, self._on_sentinel_exit)
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 self.loop.add_signal_handler(signum, lambda s=signum: self.shutdown(f"signal {signal.Signals(s).name}"))
             for program in self.spec.programs:
@@ -112,6 +126,9 @@ class Engine:
     def _cleanup(self) -> None:
         for runner in self.runners.values():
             runner.close()
+        self._stop_sentinel()
+        if self.watcher is not None:
+            self.watcher.close()
         if self.control is not None:
             self.control.close()
         if self.lock.held:
@@ -131,34 +148,81 @@ class Engine:
 
     # ------------------------------------------------------------------ children
     def register_pid(self, runner: ProgramRunner) -> None:
-        assert runner.pid is not None
-        self._by_pid[runner.pid] = runner
+        pid = runner.pid
+        assert pid is not None and self.watcher is not None
+        self._by_pid[pid] = runner
+        if self.sentinel is not None:
+            self.sentinel.add(pid, runner.name)
+            self._schedule_sentinel_flush()
+        # ``before_reap`` runs while the exited leader is a zombie: its group id is still reserved, so
+        # sweeping the group cannot hit a stranger.
+        self.watcher.watch(pid, runner.on_exit, runner.kill_leftovers)
 
-    def reap(self) -> None:
-        """Collect every exited child. With ``waitid(WNOWAIT)`` we learn who exited *before* reaping, so the
-        program's process group can still be swept while its id is reserved."""
-        peek = hasattr(os, "waitid")
-        while True:
+    def unregister_pid(self, pid: int) -> None:
+        self._by_pid.pop(pid, None)
+        if self.sentinel is not None:
+            self.sentinel.remove(pid)
+            self._schedule_sentinel_flush()
+
+    def _schedule_sentinel_flush(self) -> None:
+        if not self._sentinel_flush_pending:
+            self._sentinel_flush_pending = True
+            self.loop.call_soon(self._flush_sentinel)
+
+    def _flush_sentinel(self) -> None:
+        self._sentinel_flush_pending = False
+        if self.sentinel is not None:
+            self.sentinel.flush()
+
+    def _on_stray(self, pid: int, returncode: int) -> None:
+        # A double-forked grandchild re-parented to us (we are a subreaper) exited: reaped, counted.
+        self.strays += 1
+
+    def _start_sentinel(self) -> None:
+        if sys.platform == "win32" or os.environ.get("DAEMONKIT_NO_SENTINEL"):
+            return  # Windows: the job object with KILL_ON_JOB_CLOSE does this job
+        self.sentinel = Sentinel(grace=min(self.spec.max_stop_grace, 10.0), events_path=str(self.home.events_file))
+        try:
+            self.sentinel.start()
+        except OSError as exc:
+            self.events.emit("sentinel-lost", None, None, error=exc.strerror or str(exc))
+            self.sentinel = None
+
+    def _on_sentinel_exit(self, pid: int, returncode: int) -> None:
+        sentinel = self.sentinel
+        if sentinel is None or self._shutting_down:
+            return
+        sentinel.lost()
+        self.events.emit("sentinel-lost", None, pid, returncode=returncode, action="restarted")
+        live = {r.pid: r.name for r in self.runners.values() if r.pid is not None}
+        try:
+            new_pid = sentinel.start(live)
+        except OSError as exc:
+            self.events.emit("sentinel-lost", None, None, error=exc.strerror or str(exc))
+            self.sentinel = None
+            return
+        assert self.watcher is not None
+        self.watcher.watch(new_pid, self._on_sentinel_exit)
+
+    def _stop_sentinel(self) -> None:
+        sentinel = self.sentinel
+        if sentinel is None:
+            return
+        self.sentinel = None
+        sentinel.close()  # EOF: the sentinel ends anything still listed, then exits
+        if sentinel.pid is None:
+            return
+        if self.watcher is not None:
+            self.watcher.forget(sentinel.pid)
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:
             try:
-                if peek:
-                    info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-                    if info is None:
-                        return
-                    pid = info.si_pid
-                    runner = self._by_pid.get(pid)
-                    if runner is not None:
-                        runner.kill_leftovers()
-                    _, status = os.waitpid(pid, 0)
-                else:
-                    pid, status = os.waitpid(-1, os.WNOHANG)
-                    if pid == 0:
-                        return
+                done, _ = os.waitpid(sentinel.pid, os.WNOHANG)
             except ChildProcessError:
                 return
-            runner = self._by_pid.pop(pid, None)
-            if runner is not None:
-                runner.on_exit(status)
-            # else: an orphaned grandchild reparented to us (we are a subreaper); reaping it is all.
+            if done:
+                return
+            time.sleep(0.002)
 
     def _end_orphans(self) -> None:
         """Programs recorded by a previous supervisor that died without stopping them are ended, by
@@ -178,19 +242,33 @@ class Engine:
         if not survivors:
             return
         grace = min(self.spec.max_stop_grace, 10.0)
+        import concurrent.futures
+
         with concurrent.futures.ThreadPoolExecutor(max_workers=min(16, len(survivors))) as pool:
             results = list(pool.map(lambda item: terminate_tree(item[1], grace=grace), survivors))
         for (name, identity), gone in zip(survivors, results):
             self.events.emit("orphan-ended", name, identity.pid, clean=gone)
 
-    def pool(self) -> concurrent.futures.ThreadPoolExecutor:
+    def pool(self) -> Any:
+        """Worker threads for tcp/http readiness checks (a slow connect must not stall the loop);
+        created, and concurrent.futures imported, only when a program has such a check."""
         if self._pool is None:
+            import concurrent.futures
+
             self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="readiness")
         return self._pool
 
     # ------------------------------------------------------------------ state
     def on_state_change(self, runner: ProgramRunner) -> None:
         self.mark_dirty()
+        # The checks below look at every program: run them once per loop turn, not once per change
+        # (starting 1000 programs would otherwise cost 1000 x 1000 steps).
+        if not self._checks_pending and (self._waiters or not self._announced_ready or self._shutting_down):
+            self._checks_pending = True
+            self.loop.call_soon(self._run_checks)
+
+    def _run_checks(self) -> None:
+        self._checks_pending = False
         if self._waiters:
             self._check_waiters()
         if not self._announced_ready:

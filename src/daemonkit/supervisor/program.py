@@ -12,15 +12,13 @@ identity-safe by construction, with no create-time lookup on the hot path.
 from __future__ import annotations
 
 import os
-import random
-import shutil
 import signal
-import subprocess
 import sys
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from ..proc.launch import LaunchPlan, launch, plan
 from ..spec import Program
 from ..store.rotating import RotatingFile
 from . import policy
@@ -58,7 +56,6 @@ class ProgramRunner:
         self.want_up = False
         self.ready_timed_out = False
         self.restart_after_stop = False
-        self.popen: subprocess.Popen[bytes] | None = None
         self._timer: "Timer | None" = None
         self._deadline_timer: "Timer | None" = None
         self._out_fd: int | None = None
@@ -69,27 +66,19 @@ class ProgramRunner:
         self.notify: NotifyListener | None = None
         self._create_time: float | None = None
         self._create_time_gen = -1
-        self._executable, self._env = self._prepare()
+        if program.ready is not None and program.ready.kind == "notify":
+            self.notify = NotifyListener(engine.home.notify_socket(self.name))
+            engine.loop.add_reader(self.notify.fileno(), self._on_notify)
+        self.plan = self._prepare()
 
     # ------------------------------------------------------------------ preparation (once, not per restart)
-    def _prepare(self) -> tuple[str | None, dict[str, str]]:
-        env = dict(self.engine.base_env)
-        env.update(self.program.env)
-        env.pop("NOTIFY_SOCKET", None)  # the supervisor's own manager socket is not the program's
-        if self.program.ready is not None and self.program.ready.kind == "notify":
-            self.notify = NotifyListener(self.engine.home.notify_socket(self.name))
-            self.engine.loop.add_reader(self.notify.fileno(), self._on_notify)
+    def _prepare(self) -> LaunchPlan:
+        env = dict(self.program.env)
+        if self.notify is not None:
             env["NOTIFY_SOCKET"] = str(self.notify.path)
         env["DAEMONKIT_PROGRAM"] = self.name
-        env["DAEMONKIT_HOME"] = str(self.engine.home.path.parent)
-        argv0 = self.program.argv[0]
-        cwd = self.program.cwd
-        if os.sep in argv0 or (os.altsep and os.altsep in argv0):
-            path = argv0 if os.path.isabs(argv0) or cwd is None else os.path.join(cwd, argv0)
-            executable = path if os.access(path, os.X_OK) and os.path.isfile(path) else None
-        else:
-            executable = shutil.which(argv0, path=env.get("PATH", os.defpath))
-        return executable, env
+        env["DAEMONKIT_HOME"] = self.engine.root_str
+        return plan(self.program.argv, self.engine.base_env, self.program.cwd, env)
 
     # ------------------------------------------------------------------ requests
     def start(self, reason: str = "start requested") -> None:
@@ -136,30 +125,27 @@ class ProgramRunner:
         self.ready_timed_out = False
         now = time.monotonic()
         self.recent_starts.append(now)
-        if self._executable is None:
-            self._spawn_failed(f"executable not found: {self.program.argv[0]!r}")
-            return
+        if self.plan.executable is None:
+            # Looked up again each time: the executable may have been (re)installed meanwhile.
+            self.plan = self._prepare()
+            if self.plan.executable is None:
+                self._spawn_failed(f"executable not found: {self.program.argv[0]!r}")
+                return
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         try:
-            self.popen = subprocess.Popen(
-                self.program.argv, executable=self._executable, stdin=self.engine.devnull,
-                stdout=out_w, stderr=err_w, cwd=self.program.cwd, env=self._env,
-                start_new_session=True, close_fds=True,
-            )
+            pid = launch(self.plan, self.engine.devnull, out_w, err_w)
         except OSError as exc:
-            for fd in (out_r, out_w, err_r, err_w):
+            for fd in (out_r, err_r):
                 os.close(fd)
+            if isinstance(exc, FileNotFoundError):
+                self.plan = self._prepare()  # it vanished: forget the stale path
             self._spawn_failed(f"cannot start {self.program.argv[0]!r}: {exc.strerror or exc}")
             return
         finally:
-            # Closed in the parent in every case; on failure the except branch already closed them.
-            for fd in (out_w, err_w):
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-        self.pid = self.popen.pid
+            os.close(out_w)
+            os.close(err_w)
+        self.pid = pid
         self.pgid_alive = True
         self.started_mono = now
         self.started_wall = time.time()
@@ -285,16 +271,12 @@ class ProgramRunner:
         self._set_state(state, evidence)
 
     # ------------------------------------------------------------------ death
-    def on_exit(self, status: int) -> None:
-        """Called by the engine after it reaped our main process."""
-        code = os.waitstatus_to_exitcode(status)
+    def on_exit(self, pid: int, code: int) -> None:
+        """Called by the child watcher after it reaped our main process (``code`` < 0: killed by a signal)."""
         signalled = code < 0
         uptime = time.monotonic() - self.started_mono
-        pid = self.pid
         self.pid = None
-        if self.popen is not None:
-            self.popen.returncode = code  # reaped by the engine; keeps Popen.__del__ quiet
-            self.popen = None
+        self.engine.unregister_pid(pid)
         self._cancel_timer()
         self._cancel_deadline()
         self.ready = False
@@ -315,6 +297,7 @@ class ProgramRunner:
         if self.ready_timed_out:
             why = self.reason
             signalled, code = False, 1
+            uptime = 0.0  # never became ready: a quick death however long it waited, so it backs off
         self._after_death(returncode=code, signalled=signalled, uptime=uptime, why=why)
 
     def _after_death(self, *, returncode: int, signalled: bool, uptime: float, why: str) -> None:
@@ -375,6 +358,10 @@ class ProgramRunner:
             return
         try:
             os.killpg(self.pid, sig)
+            if sig != signal.SIGKILL:
+                # A suspended (SIGSTOP'd) program would hold its stop signal pending until the grace
+                # ran out; continue it so it can act on it now (as systemd does).
+                os.killpg(self.pid, signal.SIGCONT)
         except ProcessLookupError:
             pass
         except PermissionError:
@@ -383,7 +370,7 @@ class ProgramRunner:
             except OSError:
                 pass
 
-    def kill_leftovers(self) -> None:
+    def kill_leftovers(self, pid: int | None = None) -> None:
         """The main process has exited but is not reaped yet, so its group id is still reserved:
         end whatever else is left in the group (double-forked children), as systemd does with a
         service's cgroup when its main process exits."""
@@ -415,10 +402,13 @@ class ProgramRunner:
         if self.pid is not None:
             # Looked up once per spawn, off the restart path (snapshots are coalesced).
             if self._create_time_gen != self.generation:
-                from ..proc.identity import ProcessIdentity
+                import psutil
 
-                identity = ProcessIdentity.of(self.pid)
-                self._create_time = identity.create_time if identity else None
+                try:
+                    # Our unreaped child: the pid is this program's, no identity re-check needed.
+                    self._create_time = psutil.Process(self.pid).create_time()
+                except psutil.Error:
+                    self._create_time = None
                 self._create_time_gen = self.generation
             create_time = self._create_time
         return {

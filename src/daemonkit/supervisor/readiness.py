@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import socket
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from ..spec import Readiness, parse_host_port
@@ -31,6 +29,11 @@ def check_once(ready: Readiness) -> tuple[bool, str]:
         except OSError as exc:
             return False, f"tcp {host}:{port}: {exc.strerror or exc}"
     if ready.kind == "http":
+        # Imported here: urllib.request pulls in http.client, email and ssl (~3 MiB), which a
+        # supervisor without an http check should not carry.
+        import urllib.error
+        import urllib.request
+
         request = urllib.request.Request(ready.target, method="GET")
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
         try:

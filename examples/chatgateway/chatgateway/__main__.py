@@ -1,0 +1,5 @@
+import sys
+
+from chatgateway.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Adapters that mount daemonkit's commands in other CLI frameworks (optional dependencies)."""

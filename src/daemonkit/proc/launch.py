@@ -1,0 +1,95 @@
+"""Launch a supervised program fast: ``os.posix_spawn`` (glibc runs it with ``CLONE_VFORK``).
+
+Everything a restart needs is computed once per program (``LaunchPlan``): the resolved executable,
+argv, the environment, the signal set to reset. A launch is then one ``posix_spawn`` call: a new
+session (the program leads its own process group, so the whole group can be signalled), stdin from
+/dev/null, stdout/stderr onto the pipes the supervisor reads. No ``preexec_fn``: it forces a full
+``fork`` and Python code in the child, which costs milliseconds per spawn.
+
+``posix_spawn`` has no portable "change directory" action, so a program with a ``cwd`` is started with
+``subprocess.Popen`` instead (which still uses ``vfork`` on Linux when no ``preexec_fn`` is given).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import signal
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+# Python ignores SIGPIPE (and SIGXFSZ) for itself; an exec'd program must get the default back, as
+# subprocess's restore_signals does.
+_RESET_SIGNALS = tuple(s for s in (getattr(signal, "SIGPIPE", None), getattr(signal, "SIGXFSZ", None),
+                                   getattr(signal, "SIGXFZ", None)) if s is not None)
+HAVE_POSIX_SPAWN = hasattr(os, "posix_spawn") and hasattr(os, "POSIX_SPAWN_DUP2")
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    argv: tuple[str, ...]
+    executable: str | None  # None: not found (reported at launch time, every time, with the reason)
+    # The environment is the supervisor's (one dict shared by every program) plus the program's own
+    # few variables, merged at launch: 1000 private copies of a 60-variable environment cost ~5 MiB.
+    base_env: Mapping[str, str] = field(repr=False)
+    extra_env: Mapping[str, str] = field(repr=False, default_factory=dict)
+    cwd: str | None = None
+    method: str = field(default="posix_spawn")
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = dict(self.base_env)
+        env.update(self.extra_env)
+        return env
+
+
+def plan(argv: Sequence[str], base_env: Mapping[str, str], cwd: str | None = None,
+         extra_env: Mapping[str, str] | None = None) -> LaunchPlan:
+    """Resolve the executable once (like ``execvp`` would, against the program's own PATH)."""
+    extra_env = dict(extra_env or {})
+    env_path = extra_env.get("PATH", base_env.get("PATH", os.defpath))
+    argv0 = argv[0]
+    if os.sep in argv0 or (os.altsep and os.altsep in argv0):
+        path = argv0 if os.path.isabs(argv0) or cwd is None else os.path.join(cwd, argv0)
+        executable = path if os.path.isfile(path) and os.access(path, os.X_OK) else None
+    else:
+        executable = shutil.which(argv0, path=env_path)
+    method = "posix_spawn" if HAVE_POSIX_SPAWN and cwd is None else "popen"
+    return LaunchPlan(tuple(argv), executable, base_env, extra_env, cwd, method)
+
+
+def launch(plan: LaunchPlan, stdin: int, stdout: int, stderr: int) -> int:
+    """Start the program in its own session; returns its pid. Raises ``OSError`` (e.g. the executable
+    vanished since it was planned: ENOENT; not executable: EACCES)."""
+    if plan.executable is None:
+        raise FileNotFoundError(2, "executable not found", plan.argv[0])
+    env = plan.env
+    if plan.method == "posix_spawn":
+        fds = [_above_stdio(fd) for fd in (stdin, stdout, stderr)]
+        try:
+            return os.posix_spawn(
+                plan.executable, plan.argv, env,
+                file_actions=[(os.POSIX_SPAWN_DUP2, fds[0], 0), (os.POSIX_SPAWN_DUP2, fds[1], 1),
+                              (os.POSIX_SPAWN_DUP2, fds[2], 2)],
+                setsid=True, setsigdef=_RESET_SIGNALS, setsigmask=(),
+            )
+        finally:
+            for fd, orig in zip(fds, (stdin, stdout, stderr)):
+                if fd != orig:
+                    os.close(fd)
+    import subprocess
+
+    popen = subprocess.Popen(plan.argv, executable=plan.executable, stdin=stdin, stdout=stdout, stderr=stderr,
+                             cwd=plan.cwd, env=env, start_new_session=True, close_fds=True)
+    # The supervisor's child watcher reaps it; tell Popen so its destructor does not warn.
+    popen.returncode = 0
+    return popen.pid
+
+
+def _above_stdio(fd: int) -> int:
+    """``dup2(fd, fd)`` keeps close-on-exec set, so a descriptor that already is 0, 1 or 2 (a supervisor
+    started with closed stdio) would reach the program closed: move it up first."""
+    if fd > 2:
+        return fd
+    return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)

@@ -1,0 +1,96 @@
+"""`status --deep` against a real ``systemd --user`` (tests/envs/with-systemd-user.sh): the service-manager
+probes [7] [8] [9] PASS for an installed unit, and FAIL with the right fix when the unit file is edited by
+hand (drift) or the unit is stopped behind daemonkit's back. Skips, with the reason, where the lane
+cannot run (see test_systemd_real.why_not)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from test_systemd_real import HARNESS, USER, VENV, sync_package, why_not
+
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMA = json.loads((ROOT / "docs" / "status-schema.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def obs() -> Iterator[dict[str, Any]]:
+    why = why_not()
+    if why:
+        pytest.skip(f"systemd lane skipped: {why}")
+    sync_package()
+    import pwd
+
+    entry = pwd.getpwnam(USER)
+    work = Path(tempfile.mkdtemp(prefix="dk-doc-", dir="/tmp"))
+    try:
+        shutil.copy(Path(__file__).with_name("doctor_driver.py"), work / "doctor_driver.py")
+        for path in [work, *work.iterdir()]:
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+        argv = ["bash", str(HARNESS), USER, "--", str(VENV / "bin" / "python"), str(work / "doctor_driver.py"),
+                str(work)]
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=180,
+                              env={**os.environ, "SDU_HOME": str(work / "home")})
+        result = work / "doctor.json"
+        assert result.exists(), f"the driver wrote nothing (rc {proc.returncode})\n{proc.stdout}\n{proc.stderr}"
+        data = json.loads(result.read_text())
+        assert "error" not in data and proc.returncode == 0, f"{data.get('error')}\n{proc.stderr[-3000:]}"
+        yield data
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _probe(report: dict[str, Any], number: int) -> dict[str, Any]:
+    return next(p for p in report["probes"] if p["number"] == number)
+
+
+def _validate(report: dict[str, Any]) -> None:
+    import jsonschema
+
+    jsonschema.validate({k: v for k, v in report.items() if not k.startswith("_")}, SCHEMA)
+
+
+def test_installed_unit_passes_the_manager_probes(obs: dict[str, Any]) -> None:
+    report = obs["installed"]
+    _validate(report)
+    assert obs["install"]["backend"] == "systemd"
+    for number in (7, 8, 9):
+        assert _probe(report, number)["result"] == "PASS", _probe(report, number)
+    assert "active (running)" in _probe(report, 9)["summary"]
+    assert "registered, enabled" in _probe(report, 7)["summary"]
+    assert all(p["result"] != "FAIL" for p in report["probes"]), report["_table"]
+    assert report["_rc"] == 0 and report["verdict"]["level"] == "healthy"
+    assert "[ 9] PASS" in report["_table"]
+
+
+def test_hand_edited_unit_is_drift_with_the_fix(obs: dict[str, Any]) -> None:
+    report = obs["drifted"]
+    _validate(report)
+    check = _probe(report, 8)
+    assert check["result"] == "FAIL" and "RestartPreventExitStatus" in check["summary"], check
+    assert "daemonkit install doc" in check["hint"]
+    assert report["_rc"] == 1 and report["verdict"]["line"].startswith("degraded: [8]")
+    assert "[ 8] FAIL" in report["_table"]
+    # install repairs it, and the probe agrees.
+    assert any(line.startswith("repaired ") for line in obs["repair"]["lines"])
+    assert _probe(obs["repaired"], 8)["result"] == "PASS"
+
+
+def test_stopped_unit_fails_the_manager_probe_with_the_fix(obs: dict[str, Any]) -> None:
+    assert obs["stop_rc"] == 0
+    report = obs["stopped"]
+    _validate(report)
+    check = _probe(report, 9)
+    assert check["result"] == "FAIL" and "inactive" in check["summary"], check
+    assert "daemonkit start doc" in check["hint"] and "journalctl --user -u daemonkit-doc" in check["hint"]
+    assert _probe(report, 7)["result"] == "PASS" and _probe(report, 8)["result"] == "PASS"
+    assert report["_rc"] == 1 and report["verdict"]["level"] == "down"
+    assert "[ 9] FAIL" in report["_table"]

@@ -1,0 +1,137 @@
+"""The CLI commands not covered by test_cli.py's scenarios: restart, run (foreground), list/status JSON
+and the exit-code table, with real supervisors and programs."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import psutil
+
+PY = sys.executable
+SLEEPER = [PY, "-c", "import time; print('up', flush=True); time.sleep(600)"]
+STATUS_KEYS = {"schema", "version", "name", "home", "running", "source", "supervisor_pid", "supervisor_started_at",
+               "backend", "programs", "problems", "healthy"}
+PROGRAM_KEYS = {"name", "state", "reason", "pid", "ready", "restarts", "since", "last_exit", "status_text"}
+
+
+def _status(cli: Callable[..., Any], name: str) -> dict[str, Any]:
+    result = cli("status", name, "--json")
+    assert result.returncode in (0, 3), result.stderr
+    return json.loads(result.stdout)
+
+
+def _program(status: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(p for p in status["programs"] if p["name"] == name)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _wait_for(predicate: Callable[[], Any], timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def _two_programs(tmp_path: Path) -> Path:
+    spec = tmp_path / "pair.toml"
+    spec.write_text(f'name = "pair"\n[programs.a]\nargv = {json.dumps(SLEEPER)}\n'
+                    f'[programs.b]\nargv = {json.dumps(SLEEPER)}\n')
+    return spec
+
+
+def test_restart_the_daemon_and_one_program(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    assert cli("start", "--spec", str(_two_programs(tmp_path))).returncode == 0
+    before = _status(cli, "pair")
+    one = cli("restart", "pair", "--program", "a")
+    assert one.returncode == 0 and "restarted a" in one.stdout
+    after_one = _status(cli, "pair")
+    assert after_one["supervisor_pid"] == before["supervisor_pid"]
+    assert _program(after_one, "a")["pid"] != _program(before, "a")["pid"] and _gone(_program(before, "a")["pid"])
+    assert _program(after_one, "b")["pid"] == _program(before, "b")["pid"]
+    whole = cli("restart", "pair")
+    assert whole.returncode == 0 and "restarted pair" in whole.stdout
+    after = _status(cli, "pair")
+    assert after["running"] and after["supervisor_pid"] != before["supervisor_pid"]
+    assert _gone(before["supervisor_pid"]) and _gone(_program(after_one, "b")["pid"])
+    assert all(p["state"] == "running" for p in after["programs"])
+
+
+def test_restart_of_a_stopped_daemon_starts_it(cli) -> None:  # type: ignore[no-untyped-def]
+    assert cli("add", "cold", "--", *SLEEPER).returncode == 0
+    result = cli("restart", "cold")
+    assert result.returncode == 0, result.stderr
+    assert _status(cli, "cold")["running"]
+
+
+def test_run_in_the_foreground_until_interrupted(dk_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from conftest import run_cli
+
+    assert run_cli("add", "fg", "--", *SLEEPER, env=dk_env).returncode == 0
+    proc = subprocess.Popen([PY, "-m", "daemonkit", "run", "fg"], env=dk_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        status = _wait_for(lambda: (s := json.loads(run_cli("status", "fg", "--json", env=dk_env).stdout))["running"]
+                           and _program(s, "fg")["state"] == "running" and s)
+        assert status["supervisor_pid"] == proc.pid and status["backend"] == "foreground"
+        program = _program(status, "fg")["pid"]
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0 and "running fg in the foreground" in err
+    assert _gone(program)
+    assert run_cli("status", "fg", env=dk_env).returncode == 3
+
+
+def test_status_and_list_json_are_stable(cli, dk_env) -> None:  # type: ignore[no-untyped-def]
+    assert cli("add", "js", "--", *SLEEPER).returncode == 0
+    stopped = _status(cli, "js")
+    assert set(stopped) == STATUS_KEYS and stopped["schema"] == "daemonkit.status/1"
+    assert stopped["running"] is False and stopped["source"] == "none"
+    assert cli("start", "js").returncode == 0
+    live = _status(cli, "js")
+    assert set(live) == STATUS_KEYS and live["running"] and live["source"] == "live" and live["healthy"]
+    assert set(_program(live, "js")) == PROGRAM_KEYS
+    listed = cli("list", "--json")
+    assert listed.returncode == 0
+    entries = json.loads(listed.stdout)
+    assert [e["name"] for e in entries] == ["js"] and set(entries[0]) == STATUS_KEYS
+    assert entries[0]["home"] == str(Path(dk_env["DAEMONKIT_HOME"]) / "js")
+
+
+def test_exit_codes(cli) -> None:  # type: ignore[no-untyped-def]
+    assert cli("status", "ghost").returncode == 4  # not installed
+    assert cli("add", "ec", "--", *SLEEPER).returncode == 0
+    assert cli("status", "ec").returncode == 3  # not running
+    assert cli("start", "ec").returncode == 0
+    assert cli("status", "ec").returncode == 0
+    assert cli("stop", "ec", "--bogus-flag").returncode == 2  # usage
+    assert cli().returncode == 2  # no command: help, usage exit
+    assert cli("logs", "ec", "-n", "5").returncode == 0
+    assert cli("stop", "ec").returncode == 0
+
+
+def test_help_lists_every_command_and_the_exit_codes(cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli("--help")
+    assert result.returncode == 0
+    assert "exit codes: 0 ok, 1 error, 2 usage, 3 not running, 4 not installed" in result.stdout
+    for command in ("add", "remove", "run", "start", "stop", "restart", "status", "logs", "list", "demo", "install",
+                    "uninstall"):
+        assert f"    {command}" in result.stdout, command

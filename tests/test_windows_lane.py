@@ -1,0 +1,163 @@
+"""The Windows lane: tests/windows/ run inside Wine by the official Windows CPython, in ONE
+``wine python.exe -m pytest`` call (a Wine process start costs ~0.5 s), and each inner test is reported
+here as an outer test of the same name.
+
+Needs the prefix built by tests/envs/setup-wine.sh (run as root by tests/envs/setup.sh). Without Wine or
+the prefix, every test here is skipped with the reason. Runs of this lane from several checkouts share
+the prefix; a lock file serializes them (``wineserver -k`` at the end would kill a concurrent run).
+"""
+
+from __future__ import annotations
+
+import ast
+import fcntl
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+WIN_TESTS = ROOT / "tests" / "windows"
+CACHE = Path(os.environ.get("DAEMONKIT_TEST_CACHE", Path.home() / ".cache" / "daemonkit-tests"))
+PREFIX = Path(os.environ.get("DAEMONKIT_WINE_PREFIX", CACHE / "wine" / "prefix"))
+PYEXE = "C:\\Python312\\python.exe"
+LANE_TIMEOUT = 600
+
+
+def _windows_path(path: Path) -> str:
+    return "Z:" + str(path).replace("/", "\\")
+
+
+def _inner_tests() -> list[str]:
+    """``file::function`` of every test function in tests/windows (parametrized ones count once)."""
+    found = []
+    for path in sorted(WIN_TESTS.glob("test_*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test_"):
+                found.append(f"{path.name}::{node.name}")
+            elif isinstance(node, ast.ClassDef) and node.name.startswith("Test"):
+                for item in node.body:
+                    if isinstance(item, ast.FunctionDef) and item.name.startswith("test_"):
+                        found.append(f"{path.name}::{node.name}::{item.name}")
+    return found
+
+
+def _missing() -> str:
+    if not sys.platform.startswith("linux"):
+        return "the Windows lane runs from Linux through Wine"
+    if shutil.which("wine") is None:
+        return "wine is not installed: run 'bash tests/envs/setup.sh' as root (it runs tests/envs/setup-wine.sh)"
+    if not (PREFIX / "drive_c" / "Python312" / "python.exe").exists() or not (PREFIX / ".daemonkit-setup").exists():
+        return f"no Windows CPython prefix at {PREFIX}: run 'bash tests/envs/setup-wine.sh' as root"
+    return ""
+
+
+class LaneRun:
+    def __init__(self, results: dict[str, tuple[str, str]], output: str, seconds: float, returncode: int) -> None:
+        self.results = results  # junit "file::[class::]name[param]" -> (outcome, message)
+        self.output = output
+        self.seconds = seconds
+        self.returncode = returncode
+
+
+def _wine_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(WINEPREFIX=str(PREFIX), WINEDEBUG="-all",
+               WINEDLLOVERRIDES="mscoree=d;mshtml=d;winemenubuilder.exe=d",
+               DAEMONKIT_WIN_SRC=_windows_path(ROOT / "src"), PYTHONDONTWRITEBYTECODE="1")
+    for key in ("DAEMONKIT_HOME", "PYTHONPATH", "DISPLAY"):
+        env.pop(key, None)
+    return env
+
+
+def _quiet(argv: list[str], env: dict[str, str], timeout: float = 120) -> None:
+    # Wine's services inherit the first caller's stdio: keep them off our pipes or the run hangs.
+    subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, timeout=timeout, check=False)
+
+
+def _run_lane() -> LaneRun:
+    env = _wine_env()
+    work = Path(tempfile.mkdtemp(prefix="dk-winlane-"))
+    junit = work / "junit.xml"
+    lock_fd = os.open(PREFIX / ".lane.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    start = time.monotonic()
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        _quiet(["wineserver", "-p"], env)
+        _quiet(["wine", "wineboot"], env)
+        argv = ["wine", PYEXE, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfEs",
+                f"--junitxml={_windows_path(junit)}", f"--basetemp={_windows_path(work / 'tmp')}",
+                f"--rootdir={_windows_path(WIN_TESTS)}", "-c", _windows_path(WIN_TESTS / "pytest.ini"),
+                _windows_path(WIN_TESTS)]
+        try:
+            proc = subprocess.run(argv, env=env, cwd=work, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, timeout=LANE_TIMEOUT)
+            output, code = proc.stdout.decode("utf-8", "replace"), proc.returncode
+        except subprocess.TimeoutExpired as exc:
+            output = (exc.stdout or b"").decode("utf-8", "replace") + f"\n[lane timed out after {LANE_TIMEOUT}s]"
+            code = -1
+        seconds = time.monotonic() - start
+        results = _parse_junit(junit) if junit.exists() else {}
+        return LaneRun(results, output, seconds, code)
+    finally:
+        _quiet(["wineserver", "-k"], env, timeout=30)
+        fcntl.flock(lock_fd, fcntl.LOCK_UN)
+        os.close(lock_fd)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _parse_junit(path: Path) -> dict[str, tuple[str, str]]:
+    results: dict[str, tuple[str, str]] = {}
+    for case in ET.parse(path).getroot().iter("testcase"):
+        module = case.get("classname", "").split(".")
+        file = module[0] + ".py" if module else "?"
+        klass = "::".join(module[1:])
+        name = f"{file}::{klass + '::' if klass else ''}{case.get('name')}"
+        outcome, message = "passed", ""
+        for child in case:
+            if child.tag in ("failure", "error"):
+                outcome, message = "failed", (child.get("message") or "") + "\n" + (child.text or "")
+            elif child.tag == "skipped":
+                outcome, message = "skipped", child.get("message") or ""
+        results[name] = (outcome, message)
+    return results
+
+
+@pytest.fixture(scope="session")
+def lane() -> LaneRun:
+    missing = _missing()
+    if missing:
+        print(f"\nWindows lane SKIPPED: {missing}", file=sys.stderr)
+        pytest.skip(f"Windows lane: {missing}")
+    run = _run_lane()
+    print(f"\nWindows lane: {len(run.results)} inner results in {run.seconds:.1f}s (exit {run.returncode})",
+          file=sys.stderr)
+    return run
+
+
+@pytest.mark.parametrize("inner", _inner_tests())
+def test_windows(lane: LaneRun, inner: str) -> None:
+    mine = {name: r for name, r in lane.results.items() if name == inner or name.startswith(inner + "[")}
+    if not mine:
+        tail = "\n".join(lane.output.splitlines()[-40:])
+        pytest.fail(f"{inner} did not run inside Wine (lane exit {lane.returncode}); output tail:\n{tail}")
+    failed = {n: m for n, (o, m) in mine.items() if o == "failed"}
+    if failed:
+        pytest.fail("\n\n".join(f"{n} failed under Wine:\n{m.strip()[-3000:]}" for n, m in failed.items()))
+    if all(o == "skipped" for o, _ in mine.values()):
+        pytest.skip("; ".join(sorted({m for _, m in mine.values()})))
+
+
+def test_lane_ran_cleanly(lane: LaneRun) -> None:
+    """Catches collection errors and crashes that leave no per-test result."""
+    assert lane.returncode in (0, 1), f"inner pytest exit {lane.returncode}:\n{lane.output[-4000:]}"
+    unknown = sorted(n for n in lane.results if not any(n == i or n.startswith(i + "[") for i in _inner_tests()))
+    assert not unknown, f"inner results not mapped to an outer test: {unknown}"

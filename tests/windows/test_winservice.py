@@ -1,0 +1,72 @@
+"""The Windows Service backend for real under Wine's SCM: install, start, stop, remove; the venv
+interpreter mapping (error 1053) and the recovery actions as data."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from daemonkit.backends.winservice import (WinServiceBackend, binary_path, interpreter_and_sites,
+                                           recovery_actions, service_name)
+from daemonkit.paths import Home
+from daemonkit.spec import Backoff, Program, Spec, dump_spec
+
+
+def _spec(name: str, restart: str = "on-failure") -> Spec:
+    return Spec(name=name, scope="system", programs=(
+        Program("web", (sys.executable, "-c", "import time; time.sleep(120)"), restart=restart,
+                backoff=Backoff(initial=0.5, max=20.0)),))
+
+
+def test_service_install_start_stop_remove(tmp_path):
+    win32service = pytest.importorskip("win32service")
+    spec = _spec(f"svc{tmp_path.name[-6:].replace('_', '')}")
+    home = Home(tmp_path / "home").ensure()
+    dump_spec(spec, home.spec_file)
+    backend = WinServiceBackend()
+    assert backend.available("system").ok, backend.available("system").reason
+    name = service_name(spec)
+    try:
+        assert "created the Windows Service" in backend.install(spec, home)[0]
+        status = backend.status(spec, home)
+        assert status.installed and status.enabled and status.drift == [] and status.active is False
+        assert "updated" in backend.install(spec, home)[0]  # idempotent
+        backend.start(spec, home)
+        assert backend._state(name) == win32service.SERVICE_RUNNING
+        backend.stop(spec, home)
+        assert backend._state(name) == win32service.SERVICE_STOPPED
+    finally:
+        lines = backend.uninstall(spec, home)
+    assert lines[-1] == f"removed the Windows Service {name}"
+    assert backend._state(name) is None
+    assert not backend.status(spec, home).installed
+    assert backend.uninstall(spec, home) == [f"no Windows Service {name}: nothing to remove"]
+
+
+def test_venv_services_run_the_base_interpreter_with_the_venv_site():
+    python, sites = interpreter_and_sites(prefix="C:\\proj\\.venv", base_prefix="C:\\Python312",
+                                          executable="C:\\proj\\.venv\\Scripts\\python.exe")
+    assert python == "C:\\Python312\\python.exe"  # not the venv launcher: SCM would wait on the wrong process
+    assert sites[0] == "C:\\proj\\.venv\\Lib\\site-packages"
+    assert Path(sites[-1], "daemonkit").is_dir()
+    same, _ = interpreter_and_sites(prefix="C:\\Python312", base_prefix="C:\\Python312",
+                                    executable="C:\\Python312\\python.exe")
+    assert same == "C:\\Python312\\python.exe"
+
+
+def test_binary_path_quotes_every_part(tmp_path):
+    home = Home(tmp_path / "a b & c")
+    line = binary_path(_spec("x"), home, "C:\\Program Files\\Python\\python.exe", ["C:\\s p"], 12)
+    assert line.startswith('"C:\\Program Files\\Python\\python.exe" ')
+    assert f'--home "{home.path}"' in line and '--site "C:\\s p"' in line and "--grace 12" in line
+
+
+def test_recovery_actions_follow_the_restart_policy():
+    import win32service
+
+    actions = recovery_actions(_spec("x"))
+    assert [a for a, _ in actions] == [win32service.SC_ACTION_RESTART] * 3
+    assert [d for _, d in actions] == [1000, 5000, 20000]
+    assert recovery_actions(_spec("x", restart="never")) == [(win32service.SC_ACTION_NONE, 0)]
