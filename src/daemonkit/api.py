@@ -505,8 +505,8 @@ def _clear_stale_records(home: Home) -> list[str]:
         try:
             home.pid_file.unlink()
             cleared.append("supervisor.pid")
-        except FileNotFoundError:
-            pass
+        except OSError:
+            pass  # gone already, or not a file (a directory in the way): the next start reports it
     state = read_state(home.state_file)
     sup = (state.data or {}).get("supervisor")
     if isinstance(sup, dict) and sup.get("state") in ("running", "stopping"):
@@ -520,8 +520,11 @@ def _clear_stale_records(home: Home) -> list[str]:
             programs[name] = entry
         data["programs"] = programs
         data["updated_at"] = time.time()
-        write_json_atomic(home.state_file, data)
-        cleared.append("state.json")
+        try:
+            write_json_atomic(home.state_file, data)
+            cleared.append("state.json")
+        except OSError:
+            pass  # read-only or full: status still tells the truth from the lock and identities
     if cleared:
         from .store.events import EventLog
 

@@ -104,6 +104,9 @@ def readonly(mnt: Path) -> dict[str, Any]:
     program_pid = st["programs"][0]["pid"]
     os.kill(st["supervisor_pid"], signal.SIGKILL)
     wait(lambda: not cli("status", "ro").returncode == 0, 10)
+    time.sleep(0.5)
+    out["program_alive_after_kill"] = os.path.exists(f"/proc/{program_pid}") and \
+        open(f"/proc/{program_pid}/stat").read().split()[2] != "Z"
     remount = subprocess.run(["mount", "-o", "remount,ro", str(mnt)], capture_output=True, text=True)
     out["remount_rc"], out["remount_err"] = remount.returncode, remount.stderr
     st_ro = cli("status", "ro", "--json")

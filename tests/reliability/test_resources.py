@@ -58,7 +58,8 @@ def test_read_only_home(sandbox: Sandbox) -> None:
     assert out["start_rc"] == 0, out
     assert out["remount_rc"] == 0, out
     assert out["ro_status_rc"] == 3 and "Traceback" not in out["ro_status_err"], out
-    assert out["orphan_reported"], out
+    # A program either died with its supervisor (the orphan guard) or is reported as orphaned.
+    assert out["orphan_reported"] or not out["program_alive_after_kill"], out
     assert out["stop_rc"] == 0 and "Traceback" not in out["stop_err"], out
     assert out["program_gone"], "stop did not end the orphan in a read-only home"
     assert out["ro_start_rc"] != 0 and "Traceback" not in out["ro_start_err"], out
@@ -81,17 +82,14 @@ def test_flooding_program_stays_under_its_log_cap(sandbox: Sandbox) -> None:
     wait_for(lambda: sandbox.program("fl", "sleeper")["pid"] not in (None, sleeper["pid"]), 15,
              what="sleeper restarted during the flood")
     logs = sandbox.home("fl") / "logs"
+    assert sandbox.cli("stop", "fl").returncode == 0  # measured at rest: rotation renames files under us
     total = sum(p.stat().st_size for p in logs.glob("flood.out.log*"))
     assert len(list(logs.glob("flood.out.log*"))) <= backups + 1
     assert total <= (backups + 1) * cap, total
     assert (logs / "flood.out.log.1").exists(), "never rotated: was anything written?"
-    assert sandbox.cli("stop", "fl").returncode == 0
     sandbox.assert_nothing_running()
 
 
-@pytest.mark.xfail(reason="bug: ProgramRunner._spawn creates its output pipes before its try, so EMFILE from "
-                   "os.pipe() escapes the event loop and crashes the supervisor (fix waits for the engine merge)",
-                   strict=False)
 @pytest.mark.parametrize("limit", [60, 61, 62])
 def test_too_many_open_files(sandbox: Sandbox, limit: int) -> None:
     """30 programs under a 60-62 descriptor limit: they cannot all start. Three neighbouring limits make

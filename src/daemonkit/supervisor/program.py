@@ -131,20 +131,24 @@ class ProgramRunner:
             if self.plan.executable is None:
                 self._spawn_failed(f"executable not found: {self.program.argv[0]!r}")
                 return
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
+        fds: list[int] = []
         try:
+            # Inside the try: at the descriptor limit (EMFILE) the pipes themselves fail, and that must
+            # be a failed spawn (retried with backoff), not an exception that ends the supervisor.
+            out_r, out_w = os.pipe()
+            fds += (out_r, out_w)
+            err_r, err_w = os.pipe()
+            fds += (err_r, err_w)
             pid = launch(self.plan, self.engine.devnull, out_w, err_w)
         except OSError as exc:
-            for fd in (out_r, err_r):
+            for fd in fds:
                 os.close(fd)
             if isinstance(exc, FileNotFoundError):
                 self.plan = self._prepare()  # it vanished: forget the stale path
             self._spawn_failed(f"cannot start {self.program.argv[0]!r}: {exc.strerror or exc}")
             return
-        finally:
-            os.close(out_w)
-            os.close(err_w)
+        os.close(out_w)
+        os.close(err_w)
         self.pid = pid
         self.pgid_alive = True
         self.started_mono = now
