@@ -74,10 +74,7 @@ def test_sigterm_ignored_is_killed_after_grace(sandbox: Sandbox) -> None:
     assert kills and kills[0]["detail"]["grace"] == 1.0
 
 
-@pytest.mark.parametrize("new_session", [False, pytest.param(True, marks=pytest.mark.xfail(
-    reason="bug: a grandchild that called setsid() leaves the program's process group; stop signals only "
-           "the group, so it survives (fix after the engine merge: end the subreaper's remaining children)",
-    strict=False))], ids=["same-group", "setsid"])
+@pytest.mark.parametrize("new_session", [False, True], ids=["same-group", "setsid"])
 def test_double_forked_child_ends_with_its_program(sandbox: Sandbox, new_session: bool) -> None:
     pidfile = sandbox.work / "grandchild.pid"
     code = ("import os, sys, time\n"

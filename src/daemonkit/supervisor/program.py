@@ -383,6 +383,14 @@ class ProgramRunner:
                 os.killpg(self.pid, signal.SIGKILL)
             except OSError:
                 pass
+            # A double fork with setsid() leaves the group, but as a subreaper we adopted the
+            # grandchild: end those adopted children that carry this program's name.
+            for orphan in self.engine.adopted_children():
+                if _program_of(orphan) == self.name:
+                    try:
+                        os.kill(orphan, signal.SIGKILL)  # our unreaped child: the pid cannot be recycled
+                    except OSError:
+                        pass
 
     # ------------------------------------------------------------------ bookkeeping
     def _set_state(self, state: str, reason: str = "") -> None:
@@ -444,6 +452,18 @@ def _result(future: Any) -> tuple[bool, str]:
         return future.result()
     except Exception as exc:  # a check must never take the loop down
         return False, f"check failed: {exc}"
+
+
+def _program_of(pid: int) -> str | None:
+    """The DAEMONKIT_PROGRAM a process was started with (inherited from its program), if readable."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            for item in f.read().split(b"\0"):
+                if item.startswith(b"DAEMONKIT_PROGRAM="):
+                    return item.split(b"=", 1)[1].decode("utf-8", "replace")
+    except OSError:
+        pass
+    return None
 
 
 def _signal_name(signum: int) -> str:
