@@ -4,8 +4,8 @@ program that ignores SIGTERM is killed after its grace; a double-forked child di
 hundreds of restarts leak no descriptor.
 
 Anchors: systemd's RestartSec + StartLimitBurst/IntervalSec (bounded rate) and KillMode=control-group
-with TimeoutStopSec then SIGKILL; s6-supervise's 1 s minimum between restarts and its "finish" timeout;
-the SCM's recovery actions with a reset period. Unlike systemd's start-limit and supervisord's FATAL,
+with TimeoutStopSec then SIGKILL; daemontools' supervise pauses a second after starting ./run "so that it
+does not loop too quickly"; the SCM's failure actions with dwResetPeriod. Unlike systemd's start-limit and supervisord's FATAL,
 daemonkit always retries after the cooldown, as runit and s6 do.
 """
 

@@ -4,14 +4,14 @@ NUL, traversal in names and out-of-range numbers are refused with an error namin
 
 Anchor: systemd passes ExecStart= words to execve() without a shell (and documents its own quoting
 and specifier rules), s6 runs ``run`` scripts by execve only; the SCM takes an ImagePath whose quoting
-is the classic unquoted-path vulnerability. Here, a canary file proves no shell ever ran.
+is the classic unquoted-path vulnerability. Here, a canary file proves no shell ever ran. The same for
+Windows .cmd launchers, through real cmd.exe under Wine, is tests/windows/test_cmdline.py (Windows lane).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 from pathlib import Path
 
@@ -126,15 +126,3 @@ def test_hostile_spec_values_are_refused_naming_the_key(sandbox: Sandbox, progra
     assert result.returncode == 2, (program, result.stdout, result.stderr)
     assert "Traceback" not in result.stderr and key in result.stderr and "bad.toml" in result.stderr, result.stderr
     sandbox.assert_nothing_running(timeout=2)
-
-
-def test_windows_cmd_launcher_quoting() -> None:
-    """The same hostile argv through a Windows .cmd launcher needs the Wine lane and a launcher."""
-    try:
-        from daemonkit.proc import cmdline  # type: ignore[attr-defined]  # noqa: F401
-    except ImportError:
-        pytest.skip("no Windows .cmd launcher in this build yet (daemonkit.proc.cmdline is missing); "
-                    "the Windows lane covers it once the Windows backends land")
-    if subprocess.run(["sh", "-c", "command -v wine"], capture_output=True).returncode != 0:
-        pytest.skip("Wine is not installed: run bash tests/envs/setup.sh as root")
-    pytest.skip("the Windows lane (tests/windows) runs .cmd quoting under Wine with a canary; see docs/reliability.md")
