@@ -135,6 +135,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     exits: set[int] = set()
     spawns: dict[str, list[float]] = {}
     kills: list[tuple[str, int, float]] = []
+    killed: set[int] = set()
     samples: list[dict[str, float]] = []
 
     def absorb() -> None:
@@ -164,16 +165,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             next_sample = now + args.sample
         absorb()
         wall = time.time()
-        eligible = [n for n, (pid, ts) in current.items() if wall - ts > MIN_UPTIME + 0.2 and pid not in exits]
+        eligible = [n for n, (pid, ts) in current.items()
+                    if wall - ts > MIN_UPTIME + 0.2 and pid not in exits and pid not in killed]
         if eligible:
             name = rng.choice(eligible)
             pid = current[name][0]
             try:
                 proc = psutil.Process(pid)
-                if proc.ppid() == supervisor.pid:  # never a recycled pid: it must be our supervisor's child
+                # Never a recycled pid (it must be our supervisor's child), never a zombie (already dead,
+                # not yet reaped: killing it again would count one death twice).
+                if proc.ppid() == supervisor.pid and proc.status() != psutil.STATUS_ZOMBIE:
                     t_kill = time.time()
                     os.kill(pid, signal.SIGKILL)
                     kills.append((name, pid, t_kill))
+                    killed.add(pid)
             except (psutil.Error, ProcessLookupError):
                 pass
         time.sleep(args.interval)
