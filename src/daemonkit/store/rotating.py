@@ -55,7 +55,8 @@ class RotatingFile:
 
     def _open(self) -> int:
         if self._fd is None:
-            flags = (os.O_RDWR if self.whole_lines else os.O_WRONLY) | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+            flags = (os.O_RDWR if self.whole_lines else os.O_WRONLY) | os.O_APPEND | os.O_CREAT \
+                | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
             try:
                 self._fd = os.open(self.path, flags, 0o600)
             except OSError as exc:
