@@ -60,3 +60,15 @@ def cli(dk_env: dict[str, str]):  # type: ignore[no-untyped-def]
         return run_cli(*args, env=dk_env, **kw)  # type: ignore[arg-type]
 
     return run
+
+
+def with_log_cap(spec_text: str, max_bytes: int) -> str:
+    """The spec text with every program's log cap set to ``max_bytes`` (specs omit default fields)."""
+    import tomllib
+
+    import tomli_w
+
+    data = tomllib.loads(spec_text)
+    for program in data.get("programs", {}).values():
+        program.setdefault("logs", {})["max_bytes"] = max_bytes
+    return tomli_w.dumps(data)

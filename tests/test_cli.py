@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import psutil
-import pytest
 
 PY = sys.executable
 SLEEPER = [PY, "-c", "import time; print('up', flush=True); time.sleep(600)"]

@@ -19,6 +19,8 @@ from typing import Any, Iterator
 import psutil
 import pytest
 
+from conftest import with_log_cap
+
 from daemonkit.doctor import judge
 from daemonkit.doctor.bounded import CappedRunner, map_bounded, run_bounded
 from daemonkit.doctor.model import FAIL, PASS, SKIP, WARN, Check, Report
@@ -54,6 +56,12 @@ def _systemd_setup(cli: Any, dk_env: dict[str, str], tmp_path: Path, name: str) 
 
 def test_drifted_unit_is_named_even_without_a_reachable_manager(cli, dk_env, tmp_path) -> None:  # type: ignore[no-untyped-def]
     unit, env = _systemd_setup(cli, dk_env, tmp_path, "sd")
+    # What systemctl says with no user bus (after `sudo su -`, in a container), on any machine.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "systemctl").write_text("#!/bin/sh\necho 'Failed to connect to bus: No medium found' >&2\nexit 1\n")
+    (bin_dir / "systemctl").chmod(0o755)
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
     report, _, _ = deep(lambda *a: subprocess.run([PY, "-m", "daemonkit", *a], capture_output=True, text=True,
                                                   env=env, timeout=60), "sd")
     assert probe(report, 7)["result"] == "PASS" and probe(report, 8)["result"] == "PASS", report["probes"][6:9]
@@ -110,7 +118,7 @@ def test_log_over_its_cap_fails(cli, dk_env) -> None:  # type: ignore[no-untyped
     assert cli("add", "big", "--", *SLEEPER).returncode == 0
     home = Path(dk_env["DAEMONKIT_HOME"]) / "big"
     spec = home / "spec.toml"
-    spec.write_text(spec.read_text().replace("max_bytes = 10485760", "max_bytes = 4096"))
+    spec.write_text(with_log_cap(spec.read_text(), 4096))
     (home / "logs").mkdir(exist_ok=True)
     (home / "logs" / "big.out.log").write_bytes(b"x" * 200_000)
     report, table, rc = deep(cli, "big")

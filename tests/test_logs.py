@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from conftest import with_log_cap
+
 from daemonkit.logview import parse_since
 from daemonkit.errors import DaemonkitError
 
@@ -75,7 +77,7 @@ def test_follow_survives_rotation_without_losing_lines(cli, dk_env) -> None:  # 
     assert cli("add", "chatty", "--", PY, "-c", code).returncode == 0
     home = _home(dk_env, "chatty")
     spec = home / "spec.toml"
-    spec.write_text(spec.read_text().replace("max_bytes = 10485760", "max_bytes = 4096"))
+    spec.write_text(with_log_cap(spec.read_text(), 4096))
     assert cli("start", "chatty").returncode == 0
     follower = subprocess.Popen([PY, "-m", "daemonkit", "logs", "chatty", "-f", "-n", "0", "--json", "--stream", "out"],
                                 stdout=subprocess.PIPE, text=True, env=dk_env)

@@ -179,7 +179,7 @@ def cmd_respawn(args: argparse.Namespace, target: Target) -> int:
 
 
 def cmd_status(args: argparse.Namespace, target: Target) -> int:
-    if args.json and target.fixed is None and args.name and os.name == "posix":
+    if args.json and not args.deep and target.fixed is None and args.name and os.name == "posix":
         # Fast path for pollers: a live supervisor answers without the spec, psutil or the API layer.
         from .supervisor.fastpath import live_status
 

@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from test_systemd_real import HARNESS, USER, VENV, sync_package, why_not
+from lane import HARNESS, USER, VENV, sync_package, why_not
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((ROOT / "docs" / "status-schema.json").read_text())

@@ -13,7 +13,6 @@ import pytest
 
 from conftest import wait_until
 from daemonkit.proc import winjob, winspawn
-from daemonkit.proc.spawn import spawn_detached
 from daemonkit.proc.winstop import ENV_STOP_EVENT, StopEvent, new_name
 
 SLEEPER = "import time; time.sleep(120)"
