@@ -52,13 +52,17 @@ def load_installed(name: str, app: str = "daemonkit") -> tuple[Spec, Home]:
         known = ", ".join(d.name for d in _known_homes(app)) or "none yet"
         raise NotInstalledError(f"no daemon named {name!r}", f"{home.spec_file} does not exist (known: {known})",
                                 f"daemonkit add {name} -- COMMAND ARGS..., or daemonkit demo")
+    from .paths import check_private_file
+
+    check_private_file(home.spec_file)
     return load_spec(home.spec_file), home
 
 
 def save_spec(spec: Spec, home: Home | None = None) -> Home:
     """Write ``spec`` into its home (created 0700 if needed) as ``spec.toml``; returns the home."""
     home = (home or home_for_spec(spec)).ensure()
-    dump_spec(spec, home.spec_file)
+    if not _same_spec(home, spec):
+        dump_spec(spec, home.spec_file)
     return home
 
 
@@ -236,6 +240,15 @@ def start(spec: Spec, home: Home | None = None, *, program: str | None = None, t
     if record is not None and record.get("backend") not in (None, "detached"):
         return _start_with_manager(spec, home, str(record["backend"]), timeout, marks=marks)
     return start_supervisor(spec, home, timeout, marks=marks)
+
+
+def _same_spec(home: Home, spec: Spec) -> bool:
+    """Whether the home's spec file already says ``spec``: then it is left alone, keeping the user's
+    comments and layout (rewriting it on every start lost them)."""
+    try:
+        return load_spec(home.spec_file) == spec
+    except DaemonkitError:
+        return False
 
 
 def _wait_budget(spec: Spec, timeout: float | None) -> float:
@@ -496,8 +509,8 @@ def _clear_stale_records(home: Home) -> list[str]:
         try:
             home.pid_file.unlink()
             cleared.append("supervisor.pid")
-        except FileNotFoundError:
-            pass
+        except OSError:
+            pass  # gone already, or not a file (a directory in the way): the next start reports it
     state = read_state(home.state_file)
     sup = (state.data or {}).get("supervisor")
     if isinstance(sup, dict) and sup.get("state") in ("running", "stopping"):
@@ -511,8 +524,11 @@ def _clear_stale_records(home: Home) -> list[str]:
             programs[name] = entry
         data["programs"] = programs
         data["updated_at"] = time.time()
-        write_json_atomic(home.state_file, data)
-        cleared.append("state.json")
+        try:
+            write_json_atomic(home.state_file, data)
+            cleared.append("state.json")
+        except OSError:
+            pass  # read-only or full: status still tells the truth from the lock and identities
     if cleared:
         from .store.events import EventLog
 

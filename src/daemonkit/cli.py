@@ -264,13 +264,14 @@ def cmd_run(args: argparse.Namespace, target: Target) -> int:
 def cmd_supervise(args: argparse.Namespace, target: Target) -> int:
     """Internal: what service managers and detached spawns run."""
     from .errors import AlreadyRunningError
-    from .paths import Home
+    from .paths import Home, check_private_file
     from .spec import load_spec
     from .supervisor.engine import run_supervisor
 
     backend = args.backend or os.environ.get("DAEMONKIT_BACKEND", "detached")
     try:
         home = Home(os.path.abspath(args.home)).ensure()
+        check_private_file(home.spec_file)
         spec = load_spec(home.spec_file)
         return run_supervisor(spec, home, backend=backend)
     except AlreadyRunningError:
