@@ -140,7 +140,7 @@ class ProgramRunner:
             fds += (out_r, out_w)
             err_r, err_w = os.pipe()
             fds += (err_r, err_w)
-            pid = launch(self.plan, self.engine.devnull, out_w, err_w)
+            pid = self._launch(out_w, err_w)
         except OSError as exc:
             for fd in fds:
                 os.close(fd)
@@ -160,6 +160,10 @@ class ProgramRunner:
         self.engine.events.emit("spawn", self.name, self.pid, reason=reason)
         self._set_state("starting", reason)
         self._arm_readiness()
+
+    def _launch(self, out_w: int, err_w: int) -> int:
+        """The OS step of a spawn (Windows overrides it: winprogram.py)."""
+        return launch(self.plan, self.engine.devnull, out_w, err_w)
 
     def _spawn_failed(self, why: str) -> None:
         self.engine.events.emit("spawn-failed", self.name, None, reason=why)
