@@ -29,8 +29,8 @@ CACHE = Path(os.environ.get("DAEMONKIT_TEST_CACHE", Path.home() / ".cache" / "da
 PREFIX = Path(os.environ.get("DAEMONKIT_WINE_PREFIX", CACHE / "wine" / "prefix"))
 PYEXE = "C:\\Python312\\python.exe"
 LANE_TIMEOUT = 600
-# Wine runs Windows programs under its own prefix in the test cache: real on purpose, like the systemd lane.
-pytestmark = pytest.mark.daemonkit_real("the Wine lane runs the Windows CPython in its own prefix")
+# A real lane: it writes its Wine prefix under the real cache dir, so no daemonkit sandbox or guard.
+pytestmark = pytest.mark.daemonkit_real("Windows lane under Wine")
 
 
 def _windows_path(path: Path) -> str:

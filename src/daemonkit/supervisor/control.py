@@ -14,6 +14,7 @@ import os
 import socket
 import struct
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -77,6 +78,13 @@ class ControlServer:
             os.unlink(self.path)
         except OSError:
             pass
+        if self.path.parent.parent == Path(tempfile.gettempdir()):
+            # The short private socket dir in /tmp (long home paths, see paths.Home): leave nothing
+            # behind in a shared directory. Fails harmlessly while a notify socket is still in it.
+            try:
+                os.rmdir(self.path.parent)
+            except OSError:
+                pass
 
 
 class _Connection:

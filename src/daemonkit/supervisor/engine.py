@@ -162,6 +162,23 @@ class Engine:
         # sweeping the group cannot hit a stranger.
         self.watcher.watch(pid, runner.on_exit, runner.kill_leftovers)
 
+    def adopted_children(self) -> list[int]:
+        """Our children that we did not spawn as programs: orphans re-parented to us (we are a
+        subreaper). Linux only (``/proc/self/task/*/children``); a cheap read when there are none."""
+        if not sys.platform.startswith("linux"):
+            return []
+        known = set(self._by_pid)
+        if self.sentinel is not None and self.sentinel.pid is not None:
+            known.add(self.sentinel.pid)
+        found: list[int] = []
+        try:
+            for tid in os.listdir("/proc/self/task"):
+                with open(f"/proc/self/task/{tid}/children") as f:
+                    found += [int(pid) for pid in f.read().split() if int(pid) not in known]
+        except OSError:
+            return []
+        return found
+
     def unregister_pid(self, pid: int) -> None:
         self._by_pid.pop(pid, None)
         if self.sentinel is not None:
