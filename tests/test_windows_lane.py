@@ -75,8 +75,13 @@ def _wine_env() -> dict[str, str]:
     env.update(WINEPREFIX=str(PREFIX), WINEDEBUG="-all",
                WINEDLLOVERRIDES="mscoree=d;mshtml=d;winemenubuilder.exe=d",
                DAEMONKIT_WIN_SRC=_windows_path(ROOT / "src"), PYTHONDONTWRITEBYTECODE="1")
-    for key in ("DAEMONKIT_HOME", "PYTHONPATH", "DISPLAY"):
-        env.pop(key, None)
+    # Nothing of the Linux side's sandbox (relocated HOME/APPDATA/XDG dirs, DAEMONKIT_*) may leak into the
+    # Windows processes: Wine passes the Unix environment through.
+    for key in list(env):
+        if key.startswith(("DAEMONKIT_", "XDG_")) or key in ("PYTHONPATH", "DISPLAY", "USERPROFILE", "APPDATA",
+                                                            "LOCALAPPDATA", "PROGRAMDATA"):
+            env.pop(key)
+    env.update(WINEPREFIX=str(PREFIX), WINEDEBUG="-all", DAEMONKIT_WIN_SRC=_windows_path(ROOT / "src"))
     return env
 
 

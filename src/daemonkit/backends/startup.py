@@ -104,7 +104,7 @@ class StartupBackend:
     def __init__(self, ctx: BackendContext | None = None, *, spawner: "Spawner | None" = None) -> None:
         """``spawner(home, python, backend)`` starts the supervisor now (tests record it instead)."""
         self.ctx = ctx if ctx is not None else BackendContext()
-        self.spawner = spawner or spawn_supervisor
+        self.spawner = spawner if spawner is not None else spawn_supervisor
 
     # ------------------------------------------------------------------ where
     def folder(self) -> Path:
