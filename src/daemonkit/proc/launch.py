@@ -12,7 +12,6 @@ session (the program leads its own process group, so the whole group can be sign
 
 from __future__ import annotations
 
-import fcntl
 import functools
 import os
 import shutil
@@ -104,4 +103,6 @@ def _above_stdio(fd: int) -> int:
     started with closed stdio) would reach the program closed: move it up first."""
     if fd > 2:
         return fd
+    import fcntl  # here, not at the top: this module is imported on Windows too
+
     return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
