@@ -186,7 +186,10 @@ def launch_watcher(argv_tail: Sequence[str], home: "Home") -> int:
     from .proc.spawn import spawn_detached
 
     argv = [sys.executable, "-m", "daemonkit", "respawn", *argv_tail]
-    spawned = spawn_detached(argv, log_path=home.logs_dir / RESPAWN_LOG, cwd=home.path)
+    # The watcher no longer belongs to the program that asked for it: without its DAEMONKIT_PROGRAM the
+    # supervisor (a subreaper that adopts it) does not end it with that program's leftovers.
+    env = {k: v for k, v in os.environ.items() if k != "DAEMONKIT_PROGRAM"}
+    spawned = spawn_detached(argv, log_path=home.logs_dir / RESPAWN_LOG, cwd=home.path, env=env)
     if spawned.breakaway is False:
         from .store.events import EventLog
 

@@ -66,7 +66,10 @@ class ControlServer:
             if refusal:
                 self.on_refused(refusal)
                 _send(conn, {"ok": False, "error": refusal})
-                conn.close()
+                # Not closed yet: closing with the client's request unread would reset the connection
+                # (EPIPE on its send, ECONNRESET on its read) before it could read why it was refused.
+                conn.setblocking(False)
+                _Refused(conn, self)
                 continue
             conn.setblocking(False)
             _Connection(conn, self)
@@ -136,6 +139,28 @@ class _Connection:
             self.conn.close()
         except OSError:
             pass
+
+
+class _Refused:
+    """A refused peer: its request is read and dropped until it hangs up (bounded), then closed."""
+
+    def __init__(self, conn: socket.socket, server: ControlServer) -> None:
+        self.conn = conn
+        self.server = server
+        self.seen = 0
+        server.loop.add_reader(conn.fileno(), self._on_readable)
+
+    def _on_readable(self) -> None:
+        try:
+            data = self.conn.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        self.seen += len(data)
+        if not data or self.seen > MAX_REQUEST:
+            self.server.loop.remove_reader(self.conn.fileno())
+            self.conn.close()
 
 
 def _send(conn: socket.socket, response: dict[str, Any]) -> None:
