@@ -42,6 +42,7 @@ def home_of(name: str, app: str = "daemonkit") -> Home:
 
 
 def home_for_spec(spec: Spec) -> Home:
+    """The home of ``spec``: under its app's own state dir (platformdirs) and scope, or ``DAEMONKIT_HOME``."""
     return Home.for_spec_name(spec.name, spec.app, spec.scope)
 
 
@@ -51,12 +52,17 @@ def load_installed(name: str, app: str = "daemonkit") -> tuple[Spec, Home]:
         known = ", ".join(d.name for d in _known_homes(app)) or "none yet"
         raise NotInstalledError(f"no daemon named {name!r}", f"{home.spec_file} does not exist (known: {known})",
                                 f"daemonkit add {name} -- COMMAND ARGS..., or daemonkit demo")
+    from .paths import check_private_file
+
+    check_private_file(home.spec_file)
     return load_spec(home.spec_file), home
 
 
 def save_spec(spec: Spec, home: Home | None = None) -> Home:
+    """Write ``spec`` into its home (created 0700 if needed) as ``spec.toml``; returns the home."""
     home = (home or home_for_spec(spec)).ensure()
-    dump_spec(spec, home.spec_file)
+    if not _same_spec(home, spec):
+        dump_spec(spec, home.spec_file)
     return home
 
 
@@ -117,6 +123,8 @@ def status(name: str, app: str = "daemonkit") -> DaemonStatus:
 
 
 def status_of(spec: Spec, home: Home) -> DaemonStatus:
+    """The daemon's state: asked from the live supervisor when it runs, else read from its records, with
+    every inconsistency (stale pid record, orphaned programs, unreadable files) listed in ``problems``."""
     from .proc.identity import ProcessIdentity
     from .store.lock import probe_lock
     from .store.records import read_pid_record, read_state
@@ -232,6 +240,15 @@ def start(spec: Spec, home: Home | None = None, *, program: str | None = None, t
     if record is not None and record.get("backend") not in (None, "detached"):
         return _start_with_manager(spec, home, str(record["backend"]), timeout, marks=marks)
     return start_supervisor(spec, home, timeout, marks=marks)
+
+
+def _same_spec(home: Home, spec: Spec) -> bool:
+    """Whether the home's spec file already says ``spec``: then it is left alone, keeping the user's
+    comments and layout (rewriting it on every start lost them)."""
+    try:
+        return load_spec(home.spec_file) == spec
+    except DaemonkitError:
+        return False
 
 
 def _wait_budget(spec: Spec, timeout: float | None) -> float:
@@ -492,8 +509,8 @@ def _clear_stale_records(home: Home) -> list[str]:
         try:
             home.pid_file.unlink()
             cleared.append("supervisor.pid")
-        except FileNotFoundError:
-            pass
+        except OSError:
+            pass  # gone already, or not a file (a directory in the way): the next start reports it
     state = read_state(home.state_file)
     sup = (state.data or {}).get("supervisor")
     if isinstance(sup, dict) and sup.get("state") in ("running", "stopping"):
@@ -507,8 +524,11 @@ def _clear_stale_records(home: Home) -> list[str]:
             programs[name] = entry
         data["programs"] = programs
         data["updated_at"] = time.time()
-        write_json_atomic(home.state_file, data)
-        cleared.append("state.json")
+        try:
+            write_json_atomic(home.state_file, data)
+            cleared.append("state.json")
+        except OSError:
+            pass  # read-only or full: status still tells the truth from the lock and identities
     if cleared:
         from .store.events import EventLog
 
@@ -520,6 +540,8 @@ def _clear_stale_records(home: Home) -> list[str]:
 
 
 def restart(spec: Spec, home: Home | None = None, *, program: str | None = None, timeout: float | None = None) -> StartResult:
+    """Stop then start the daemon (through its service manager when installed), or restart one program
+    inside the running supervisor; returns once ready, like ``start``."""
     from .store.lock import probe_lock
     from .supervisor.control import ControlError, request
 

@@ -120,7 +120,7 @@ class Home:
         """Create the home (0700) and its logs dir; refuse a home that others could tamper with."""
         for directory in (self.path, self.logs_dir):
             try:
-                directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+                make_dirs(directory, 0o700)
             except OSError as exc:
                 raise UnsafeFileError(
                     f"cannot create daemon home {directory}", exc.strerror or str(exc),
@@ -135,6 +135,23 @@ class Home:
 
     def exists(self) -> bool:
         return self.spec_file.exists()
+
+
+def make_dirs(directory: Path, mode: int) -> None:
+    """``mkdir -p`` that gives every directory it creates ``mode`` whatever the umask (``Path.mkdir``
+    applies ``mode`` to the last one only, and a umask of 000 would leave the others world-writable).
+    Directories that already exist are left as they are."""
+    missing = []
+    for path in [Path(directory), *Path(directory).parents]:
+        if path.exists():
+            break
+        missing.append(path)
+    for path in reversed(missing):
+        try:
+            path.mkdir(mode=mode)
+        except FileExistsError:
+            continue  # created concurrently (another CLI): its mode is checked by the caller
+        os.chmod(path, mode)
 
 
 def check_private_dir(directory: Path) -> None:
@@ -162,3 +179,32 @@ def check_private_dir(directory: Path) -> None:
         except OSError as exc:
             raise UnsafeFileError(f"daemon home {directory} is accessible by other users",
                                   exc.strerror or str(exc), f"chmod 700 {directory}") from None
+
+
+def check_private_file(path: Path) -> None:
+    """Raise ``UnsafeFileError`` unless ``path`` is a regular file of ours that no one else may write.
+
+    Used for the home's spec, which decides what the supervisor executes: a symlink (its target may be
+    anyone's), a file of another user, or a group/world-writable one could make us run someone else's
+    command. A missing file is not checked here (callers report that themselves).
+    """
+    if sys.platform == "win32":
+        return
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise UnsafeFileError(f"cannot inspect {path}", exc.strerror or str(exc)) from None
+    if stat.S_ISLNK(st.st_mode):
+        raise UnsafeFileError(f"refusing {path}", "it is a symbolic link (whoever can edit its target could "
+                              "choose what runs)", f"replace the link with a copy: cp --remove-destination "
+                              f"\"$(readlink -f {path})\" {path}")
+    if not stat.S_ISREG(st.st_mode):
+        raise UnsafeFileError(f"refusing {path}", "it is not a regular file", "remove it, then add the daemon again")
+    if st.st_uid != os.geteuid():
+        raise UnsafeFileError(f"refusing {path}", f"it is owned by uid {st.st_uid}, not by you ({os.geteuid()})",
+                              f"check who changed it, then: chown {os.geteuid()} {path}")
+    if st.st_mode & 0o022:
+        raise UnsafeFileError(f"refusing {path}", "it is writable by other users, who could choose what runs",
+                              f"check its content, then: chmod 600 {path}")

@@ -70,6 +70,8 @@ SCOPES = ("user", "system")
 READINESS_KINDS = ("tcp", "http", "file", "notify")
 # Names become file names, unit names and task names: keep them portable and traversal-free.
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# Even 1000 programs fit in a few hundred KiB; anything bigger is corruption, not a spec.
+MAX_SPEC_BYTES = 8 * 1024 * 1024
 _STOP_SIGNALS = ("TERM", "INT", "HUP", "QUIT", "USR1", "USR2", "KILL")
 
 
@@ -263,11 +265,15 @@ def load_spec(path: str | Path) -> Spec:
     """Read and validate a spec file. Errors name the file and the key."""
     path = Path(path)
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            data = f.read(MAX_SPEC_BYTES + 1)
     except FileNotFoundError:
         raise SpecError(str(path), "", "file not found", "check the path, or create one with 'daemonkit add'") from None
     except OSError as exc:
         raise SpecError(str(path), "", f"cannot read: {exc.strerror or exc}") from None
+    if len(data) > MAX_SPEC_BYTES:
+        raise SpecError(str(path), "", f"larger than {MAX_SPEC_BYTES // (1024 * 1024)} MiB (corrupt?)",
+                        "a spec is a few lines of TOML; restore it or write it again")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:

@@ -55,8 +55,8 @@ def _settled_one(sandbox: Sandbox, name: str) -> None:
 def test_cli_killed_mid_start(sandbox: Sandbox, delay: float) -> None:
     spec = _late_spec(sandbox, "s")
     _kill_cli_after(sandbox, delay, "start", "s", "--spec", str(spec))
-    # The next command completes the step: start either starts it or finds it already running.
-    again = sandbox.cli("start", "s")
+    # The same command again completes the step: it starts it, or finds it already running.
+    again = sandbox.cli("start", "s", "--spec", str(spec))
     assert again.returncode == 0 or "already running" in again.stderr, again.stderr
     _settled_one(sandbox, "s")
     assert sandbox.cli("stop", "s").returncode == 0

@@ -1,8 +1,9 @@
 """Races: many CLIs at once, and seeded random command sequences.
 
 Anchor: systemd serialises jobs per unit (a second `start` of an active unit is a no-op, never a second
-main process); s6-svc on a supervised service is idempotent; the SCM answers a second StartService with
-ERROR_SERVICE_ALREADY_RUNNING. daemonkit's equivalent is its home lock: one supervisor per home.
+main process); s6-supervise exits 100 if another s6-supervise already monitors the service directory;
+the SCM answers a second StartService with ERROR_SERVICE_ALREADY_RUNNING (1056). daemonkit's equivalent
+is its home lock: one supervisor per home, and every other start says "already running".
 """
 
 from __future__ import annotations

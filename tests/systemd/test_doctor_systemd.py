@@ -15,6 +15,9 @@ import pytest
 
 from lane import give_to_test_user, harness, sync_package, why_not
 
+# A real lane (its venv under /var/cache, a real systemd): no daemonkit sandbox or guard.
+pytestmark = pytest.mark.daemonkit_real("real systemd user manager lane")
+
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((ROOT / "docs" / "status-schema.json").read_text())
 # A real lane: it installs into its venv and runs a real systemd, so no daemonkit sandbox or guard.

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import DaemonkitError
+from ..paths import make_dirs
 from ..store.atomic import write_bytes_atomic
 from .base import Artifact
 
@@ -37,7 +38,8 @@ def write_artifact(artifact: Artifact, *, scope_hint: str) -> None:
     old file or the new one, plus at most a hidden ``.NAME.*.tmp`` that ``remove_stale_temps`` clears)."""
     parent = artifact.path.parent
     try:
-        parent.mkdir(parents=True, exist_ok=True)
+        # Created 0755 whatever the umask: a world-writable unit directory lets anyone add services.
+        make_dirs(parent, 0o755)
         write_bytes_atomic(artifact.path, artifact.content, mode=artifact.mode)
     except OSError as exc:
         raise DaemonkitError(f"cannot write {artifact.path}", exc.strerror or str(exc), scope_hint) from None

@@ -46,7 +46,7 @@ EVENTS = {
 
 class EventLog:
     def __init__(self, path: Path, max_bytes: int = EVENTS_MAX_BYTES, backups: int = EVENTS_BACKUPS) -> None:
-        self._file = RotatingFile(path, max_bytes, backups)
+        self._file = RotatingFile(path, max_bytes, backups, whole_lines=True)
 
     def emit(self, event: str, program: str | None = None, pid: int | None = None, **detail: Any) -> dict[str, Any]:
         record = {"ts": round(time.time(), 6), "event": event, "program": program, "pid": pid, "detail": detail}

@@ -8,12 +8,15 @@ locked byte range cannot be read by others and the record must stay readable.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ..errors import UnsafeFileError
 
 # Far past any record, and within the 31-bit range msvcrt.locking accepts.
 _WINDOWS_LOCK_OFFSET = 0x7FFF0000
@@ -38,7 +41,16 @@ class SupervisorLock:
     def acquire(self, record: dict[str, Any]) -> bool:
         """Take the lock without waiting and write ``record`` into it. False if another process holds it."""
         flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-        fd = os.open(self.path, flags, 0o600)
+        try:
+            fd = os.open(self.path, flags, 0o600)
+        except OSError as exc:
+            if exc.errno != errno.ELOOP or not os.path.islink(self.path):
+                raise UnsafeFileError(f"cannot open the supervisor lock {self.path}", exc.strerror or str(exc),
+                                      f"remove {self.path} (no supervisor can hold it as it is)") from None
+            # A symlink planted in our private home: nobody can hold a lock through it (O_NOFOLLOW),
+            # so replacing the link with a real lock file is safe; its target is never touched.
+            os.unlink(self.path)
+            fd = os.open(self.path, flags, 0o600)
         if not _try_lock(fd):
             os.close(fd)
             return False

@@ -51,7 +51,14 @@ def write_pid_record(path: Path, *, pid: int, create_time: float, argv: list[str
     # `python -m daemonkit` is only the module's path).
     record = {"pid": pid, "create_time": create_time, "argv": argv, "exe": sys.executable,
               "started_at": time.time(), "version": version, "backend": backend}
-    write_json_atomic(path, record)
+    try:
+        write_json_atomic(path, record)
+    except OSError as exc:
+        from ..errors import DaemonkitError
+
+        hint = f"remove the directory {path}" if isinstance(exc, IsADirectoryError) else \
+            f"check that {path.parent} is writable and the disk is not full"
+        raise DaemonkitError(f"cannot write the pid record {path}", exc.strerror or str(exc), hint) from None
     return record
 
 

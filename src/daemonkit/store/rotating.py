@@ -6,6 +6,7 @@ A log that is never rotated once grew to 63 MB in one crash loop; here every fil
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -40,8 +41,11 @@ class RotatingFile:
     per episode and the data dropped rather than blocking the supervisor.
     """
 
-    def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
+    def __init__(self, path: Path, max_bytes: int, backups: int, *, whole_lines: bool = False) -> None:
+        """``whole_lines``: the file holds one record a line (the event ledger); a torn last line left
+        by a crash is terminated before appending, so it cannot swallow the next record."""
         self.path = Path(path)
+        self.whole_lines = whole_lines
         self.max_bytes = max_bytes
         self.backups = backups
         self._fd: int | None = None
@@ -51,9 +55,22 @@ class RotatingFile:
 
     def _open(self) -> int:
         if self._fd is None:
-            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
-            self._fd = os.open(self.path, flags, 0o600)
+            flags = (os.O_RDWR if self.whole_lines else os.O_WRONLY) | os.O_APPEND | os.O_CREAT \
+                | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+            try:
+                self._fd = os.open(self.path, flags, 0o600)
+            except OSError as exc:
+                if exc.errno != errno.ELOOP or not os.path.islink(self.path):
+                    raise
+                # A symlink planted where we log: never write through it; replace the link itself.
+                os.unlink(self.path)
+                self._fd = os.open(self.path, flags, 0o600)
             self._size = os.fstat(self._fd).st_size
+            if self.whole_lines and self._size:
+                os.lseek(self._fd, self._size - 1, os.SEEK_SET)  # O_APPEND: writes still go to the end
+                if os.read(self._fd, 1) != b"\n":
+                    os.write(self._fd, b"\n")
+                    self._size += 1
         return self._fd
 
     def write(self, data: bytes) -> bool:

@@ -100,7 +100,13 @@ class Loop:
         timeout = self._next_timeout()
         events = self._selector.select(timeout)
         self.wakeups += 1
+        fd_map = self._selector.get_map()
         for key, _ in events:
+            # An earlier callback of this round may have unregistered (and closed) this fd, e.g. a
+            # program restarted at once and its old output pipe was replaced: skip the stale event,
+            # or its handler would act on a closed or reused descriptor.
+            if fd_map.get(key.fd) is not key:
+                continue
             key.data()
         self._run_due_timers()
         while self._ready:

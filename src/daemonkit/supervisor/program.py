@@ -18,7 +18,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from ..proc.launch import LaunchPlan, launch, plan
+from ..proc.launch import LaunchPlan, forget_lookups, launch, plan
 from ..spec import Program
 from ..store.rotating import RotatingFile
 from . import policy
@@ -127,24 +127,30 @@ class ProgramRunner:
         self.recent_starts.append(now)
         if self.plan.executable is None:
             # Looked up again each time: the executable may have been (re)installed meanwhile.
+            forget_lookups()
             self.plan = self._prepare()
             if self.plan.executable is None:
                 self._spawn_failed(f"executable not found: {self.program.argv[0]!r}")
                 return
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
+        fds: list[int] = []
         try:
-            pid = launch(self.plan, self.engine.devnull, out_w, err_w)
+            # Inside the try: at the descriptor limit (EMFILE) the pipes themselves fail, and that must
+            # be a failed spawn (retried with backoff), not an exception that ends the supervisor.
+            out_r, out_w = os.pipe()
+            fds += (out_r, out_w)
+            err_r, err_w = os.pipe()
+            fds += (err_r, err_w)
+            pid = self._launch(out_w, err_w)
         except OSError as exc:
-            for fd in (out_r, err_r):
+            for fd in fds:
                 os.close(fd)
             if isinstance(exc, FileNotFoundError):
+                forget_lookups()
                 self.plan = self._prepare()  # it vanished: forget the stale path
             self._spawn_failed(f"cannot start {self.program.argv[0]!r}: {exc.strerror or exc}")
             return
-        finally:
-            os.close(out_w)
-            os.close(err_w)
+        os.close(out_w)
+        os.close(err_w)
         self.pid = pid
         self.pgid_alive = True
         self.started_mono = now
@@ -154,6 +160,10 @@ class ProgramRunner:
         self.engine.events.emit("spawn", self.name, self.pid, reason=reason)
         self._set_state("starting", reason)
         self._arm_readiness()
+
+    def _launch(self, out_w: int, err_w: int) -> int:
+        """The OS step of a spawn (Windows overrides it: winprogram.py)."""
+        return launch(self.plan, self.engine.devnull, out_w, err_w)
 
     def _spawn_failed(self, why: str) -> None:
         self.engine.events.emit("spawn-failed", self.name, None, reason=why)
@@ -379,6 +389,14 @@ class ProgramRunner:
                 os.killpg(self.pid, signal.SIGKILL)
             except OSError:
                 pass
+            # A double fork with setsid() leaves the group, but as a subreaper we adopted the
+            # grandchild: end those adopted children that carry this program's name.
+            for orphan in self.engine.adopted_children():
+                if _program_of(orphan) == self.name:
+                    try:
+                        os.kill(orphan, signal.SIGKILL)  # our unreaped child: the pid cannot be recycled
+                    except OSError:
+                        pass
 
     # ------------------------------------------------------------------ bookkeeping
     def _set_state(self, state: str, reason: str = "") -> None:
@@ -440,6 +458,18 @@ def _result(future: Any) -> tuple[bool, str]:
         return future.result()
     except Exception as exc:  # a check must never take the loop down
         return False, f"check failed: {exc}"
+
+
+def _program_of(pid: int) -> str | None:
+    """The DAEMONKIT_PROGRAM a process was started with (inherited from its program), if readable."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            for item in f.read().split(b"\0"):
+                if item.startswith(b"DAEMONKIT_PROGRAM="):
+                    return item.split(b"=", 1)[1].decode("utf-8", "replace")
+    except OSError:
+        pass
+    return None
 
 
 def _signal_name(signum: int) -> str:

@@ -73,10 +73,6 @@ class _BaseWatcher:
     def __len__(self) -> int:
         return len(self._watches)
 
-    def _finish(self, watch: _Watch, status_or_rc: int, *, is_status: bool) -> None:
-        rc = os.waitstatus_to_exitcode(status_or_rc) if is_status else status_or_rc
-        watch.on_exit(watch.pid, rc)
-
     def reap_strays(self) -> None:
         """Reap every exited child. A watched one is handed to its own path (so it is reported once);
         anything else is a re-parented orphan and only reaped."""
@@ -124,7 +120,14 @@ class PidfdWatcher(_BaseWatcher):
         return True
 
     def watch(self, pid: int, on_exit: OnExit, before_reap: BeforeReap | None = None) -> None:
-        fd = os.pidfd_open(pid)  # our unreaped child: the pid cannot have been recycled
+        try:
+            fd = os.pidfd_open(pid)  # our unreaped child: the pid cannot have been recycled
+        except OSError:
+            # EMFILE at the descriptor limit: the child runs already, so it must still be watched;
+            # without a pidfd it is found by the SIGCHLD path (reap_strays), like SigchldWatcher does.
+            self._watches[pid] = _Watch(pid, on_exit, before_reap)
+            self.loop.call_soon(self.reap_strays)
+            return
         watch = _Watch(pid, on_exit, before_reap, fd)
         self._watches[pid] = watch
         self.loop.add_reader(fd, lambda: self._reap_watched(watch))
@@ -134,6 +137,15 @@ class PidfdWatcher(_BaseWatcher):
             return  # already reported through the other path
         if watch.before_reap is not None:
             watch.before_reap(watch.pid)
+        if watch.fd < 0:
+            try:
+                _, status = os.waitpid(watch.pid, 0)
+                rc = os.waitstatus_to_exitcode(status)
+            except ChildProcessError:
+                rc = -signal.SIGKILL
+            self._watches.pop(watch.pid, None)
+            watch.on_exit(watch.pid, rc)
+            return
         try:
             info = os.waitid(os.P_PIDFD, watch.fd, os.WEXITED | os.WNOHANG)
         except ChildProcessError:
@@ -148,8 +160,9 @@ class PidfdWatcher(_BaseWatcher):
 
     def _drop(self, watch: _Watch) -> None:
         self._watches.pop(watch.pid, None)
-        self.loop.remove_reader(watch.fd)
-        os.close(watch.fd)
+        if watch.fd >= 0:
+            self.loop.remove_reader(watch.fd)
+            os.close(watch.fd)
 
     def forget(self, pid: int) -> None:
         watch = self._watches.get(pid)
