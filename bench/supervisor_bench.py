@@ -33,7 +33,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import signal
 import statistics
 import subprocess
@@ -145,7 +144,7 @@ def measure_floor(probe: Probe, reps: int) -> dict[str, Any]:
     devnull = os.open(os.devnull, os.O_RDWR)
     out: dict[str, Any] = {}
     for method in ("posix_spawn", "popen"):
-        def spawn() -> int:
+        def spawn(method: str = method) -> int:
             if method == "posix_spawn":
                 return os.posix_spawn(argv[0], argv, os.environ, setsid=True,
                                       file_actions=[(os.POSIX_SPAWN_DUP2, devnull, 0),
@@ -442,7 +441,9 @@ def main() -> int:
 
 
 def report(results: dict[str, Any]) -> str:
-    ms = lambda s: f"{s * 1000:.2f}"  # noqa: E731
+    def ms(s: float) -> str:
+        return f"{s * 1000:.2f}"
+
     out = [f"machine: {results['machine']}", f"supervisord: {results['supervisord']}", ""]
     out.append("| N | floor posix_spawn ms (median / p95) | floor Popen ms | daemonkit restart ms (median / p95) "
                "| ratio to floor (median / p95) | supervisord restart ms (median / p95) | supervisord ratio |")

@@ -17,6 +17,10 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 if "daemonkit.testing" not in sys.modules:
     pytest_plugins = ["daemonkit.testing"]
 
+# tests/windows runs inside Wine under the Windows CPython (tests/test_windows_lane.py drives it); its
+# conftest would otherwise shadow this one as the module ``conftest`` for the whole Linux session.
+collect_ignore = ["windows"]
+
 
 @pytest.fixture
 def dk_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import psutil
+import pytest
 
 PY = sys.executable
 SLEEPER = [PY, "-c", "import time; print('up', flush=True); time.sleep(600)"]
@@ -126,6 +127,13 @@ def test_exit_codes(cli) -> None:  # type: ignore[no-untyped-def]
     assert cli().returncode == 2  # no command: help, usage exit
     assert cli("logs", "ec", "-n", "5").returncode == 0
     assert cli("stop", "ec").returncode == 0
+
+
+@pytest.mark.parametrize("name", ["my bot", "x@y", "ünï", "a/b", "_x", "dot.", "n" * 65])
+def test_odd_daemon_names_are_refused_with_one_line(cli, name: str) -> None:  # type: ignore[no-untyped-def]
+    result = cli("add", name, "--", *SLEEPER)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "letters, digits" in result.stderr and "pick a name like" in result.stderr
 
 
 def test_help_lists_every_command_and_the_exit_codes(cli) -> None:  # type: ignore[no-untyped-def]

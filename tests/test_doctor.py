@@ -25,6 +25,21 @@ PY = sys.executable
 SLEEPER = [PY, "-c", "import time; print('up', flush=True); time.sleep(600)"]
 
 
+def with_log_cap(spec_text: str, max_bytes: int) -> str:
+    """The spec text with every program's log cap set to ``max_bytes`` (dumped specs omit defaults).
+    Kept here, not imported from conftest: a module named ``conftest`` may be tests/windows' one."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    import tomli_w
+
+    data = tomllib.loads(spec_text)
+    for program in data.get("programs", {}).values():
+        program.setdefault("logs", {})["max_bytes"] = max_bytes
+    return tomli_w.dumps(data)
+
+
 def deep(cli: Callable[..., Any], name: str, *extra: str) -> tuple[dict[str, Any], str, int]:
     """Run `status NAME --deep` twice (JSON and table); validate the JSON against the published schema."""
     as_json = cli("status", name, "--deep", "--json", *extra)

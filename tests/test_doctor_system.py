@@ -19,7 +19,7 @@ from typing import Any, Iterator
 import psutil
 import pytest
 
-from conftest import with_log_cap
+from test_doctor import with_log_cap
 
 from daemonkit.doctor import judge
 from daemonkit.doctor.bounded import CappedRunner, map_bounded, run_bounded
@@ -228,7 +228,7 @@ def test_verdict_names_the_first_failing_signal_and_its_fix() -> None:
     assert warned.level == "healthy" and "[2] probe 2" in warned.text
     v = verdict(_checks(PASS, FAIL, PASS, FAIL), running=False)
     assert v.level == "down" and v.disagree == [2, 4]
-    assert v.line == "down: [2] summary 2 (also failing: [4]) — fix: do this"
+    assert v.line == "down: [2] summary 2 (also failing: [4]); fix: do this"
     assert verdict(_checks(FAIL), running=True).level == "degraded"
 
 
@@ -245,7 +245,7 @@ def test_table_is_plain_without_colour_and_coloured_with_it() -> None:
     report = Report("n", "/x", False, checks, verdict(checks, False), 0.0, 12.0, "0.1.0")
     plain = render_deep(report, color=False)
     assert "\x1b[" not in plain
-    assert plain.splitlines()[0] == "n: down: [2] summary 2 — fix: do this"
+    assert plain.splitlines()[0] == "n: down: [2] summary 2; fix: do this"
     assert "[ 2] FAIL  probe 2: summary 2" in plain and "path: /x/supervisor.pid" in plain
     assert "fix: do this" in plain
     assert "path:" not in render_deep(Report("n", "/x", True, _checks(PASS), verdict(_checks(PASS), True), 0, 1, "v"))
@@ -307,3 +307,30 @@ def test_launchd_registration_probes_through_a_modelled_launchctl(cli, dk_env, t
     check = probe(report, 9)
     assert check["result"] == "FAIL" and "not loaded" in check["summary"] and "daemonkit start mac" in check["hint"]
     assert report["exit_code"] == 1
+
+
+def test_platform_notes_on_wsl_and_with_linger_off(cli, dk_env) -> None:  # type: ignore[no-untyped-def]
+    """[12] judged over real gathered facts, with the platform part replaced by what WSL's /proc would
+    give (the chooser's own detection code) and a backend that reports linger off."""
+    from daemonkit.backends.base import BackendStatus
+    from daemonkit.backends.wsl import WslInputs, detect
+    from daemonkit.doctor.bounded import Outcome
+    from daemonkit.doctor.facts import gather
+    from daemonkit.doctor.probes_system import platform_notes
+    from daemonkit.paths import Home
+    from daemonkit.spec import load_spec
+
+    assert cli("add", "w", "--", *SLEEPER).returncode == 0
+    home = Home(Path(dk_env["DAEMONKIT_HOME"]) / "w")
+    facts = gather(load_spec(home.spec_file), home)
+    assert platform_notes(facts, lambda v: f"daemonkit {v} w").result == PASS
+    facts.platform.value.wsl = detect(WslInputs(osrelease="5.15.153.1-microsoft-standard-WSL2", pid1_comm="init",
+                                                env={"WSL_DISTRO_NAME": "Ubuntu"}))
+    check = platform_notes(facts, lambda v: f"daemonkit {v} w")
+    assert check.result == WARN and "systemd is not running" in check.summary
+    assert "wsl.exe -d Ubuntu" in check.hint and check.evidence["wsl"].startswith("WSL 2, systemd off")
+    facts.platform.value.wsl = None
+    facts.backend = Outcome(BackendStatus("systemd", True, True, True, notes=[
+        "linger is off for sdtest (loginctl: Linger=no): systemd stops w when your last session ends ..."]))
+    check = platform_notes(facts, lambda v: f"daemonkit {v} w")
+    assert check.result == WARN and "enable-linger" in check.hint

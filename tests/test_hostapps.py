@@ -28,7 +28,8 @@ def daemon(dk_env: dict[str, str]) -> Daemon:
     return Daemon("myapp", Program("worker", TALKER), name="worker", prog="myapp worker")
 
 
-def test_facade_lifecycle_returns_results_and_prints_nothing(daemon: Daemon, capsys: pytest.CaptureFixture[str]) -> None:
+def test_facade_lifecycle_returns_results_and_prints_nothing(daemon: Daemon,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
     assert not daemon.is_running() and daemon.status().source == "none"
     started = daemon.start()
     assert started.supervisor_pid and started.status is not None and started.status.healthy
@@ -161,3 +162,15 @@ def test_the_example_stays_small() -> None:
     lines = sum(len([ln for ln in path.read_text().splitlines() if ln.strip()])
                 for path in (EXAMPLE / "chatgateway").glob("*.py"))
     assert lines <= 80, f"the worked example grew to {lines} lines"
+
+
+def test_error_hints_use_the_apps_command(daemon: Daemon, capsys: pytest.CaptureFixture[str]) -> None:
+    assert daemon.main(["stop", "--program", "worker"]) == 3  # not running: the hint says how to start it
+    err = capsys.readouterr().err
+    assert "try: myapp worker start" in err and "daemonkit start" not in err
+
+
+def test_facade_errors_name_the_apps_commands(daemon: Daemon) -> None:
+    with pytest.raises(DaemonkitError) as caught:
+        daemon.stop(program="worker")
+    assert "myapp worker start" in str(caught.value) and "daemonkit start" not in str(caught.value)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from conftest import with_log_cap
+from test_doctor import with_log_cap
 
 from daemonkit.logview import parse_since
 from daemonkit.errors import DaemonkitError

@@ -43,3 +43,33 @@ def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one() -> Non
 def test_the_env_scripts_the_tests_use_are_in_the_project() -> None:
     for script in ("setup.sh", "setup-systemd.sh", "with-systemd-user.sh"):
         assert (ROOT / "tests" / "envs" / script).exists(), script
+
+
+def _blocks(lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+
+
+def test_readme_spec_example_is_a_valid_spec() -> None:
+    from daemonkit.spec import loads_spec
+
+    (toml_block,) = _blocks("toml")
+    spec = loads_spec(toml_block, source="README.md")
+    assert spec.name == "gateway" and [p.name for p in spec.programs] == ["web", "worker"]
+    web = spec.program("web")
+    assert web.ready is not None and web.ready.kind == "http" and web.env == {"MYAPP_MODE": "prod"}
+
+
+def test_readme_tour_commands_parse() -> None:
+    """Every `daemonkit ...` line of the tour is accepted by the real argument parser (flags exist)."""
+    import shlex
+
+    from daemonkit.cli import build_parser
+
+    lines = [line.split("#")[0].strip() for block in _blocks("sh") for line in block.splitlines()]
+    commands = [shlex.split(line)[1:] for line in lines if line.startswith("daemonkit ")]
+    assert len(commands) >= 10
+    parser = build_parser()
+    for words in commands:
+        head = words[: words.index("--")] if "--" in words else words
+        args = parser.parse_args(head)
+        assert args.command, words

@@ -115,3 +115,34 @@ def test_supervisor_refusing_its_home_exits_78(cli, dk_env, tmp_path: Path) -> N
     link.symlink_to(target)
     result = cli("supervise", "--home", str(link))
     assert result.returncode == 78 and "symbolic link" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_start_timeout_under_a_manager_shows_the_managers_log(dk_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """When the manager says "started" but no supervisor ever answers, the error carries what the
+    manager logged since the start (for systemd: journalctl --user -u UNIT --since=@START)."""
+    from daemonkit import api
+    from daemonkit.errors import DaemonkitError
+    from daemonkit.paths import Home
+    from daemonkit.spec import Program, Spec
+
+    class SilentManager:
+        name = "fakemanager"
+        since: float | None = None
+
+        def recent_log(self, spec: Spec, home: Home, *, since: float, lines: int = 20) -> str:
+            self.since = since
+            return "--- fakemanager log:\nsupervisor: could not import daemonkit"
+
+    spec = Spec(name="silent", programs=(Program("p", (PY, "-c", "pass")),))
+    home = api.save_spec(spec)
+    manager = SilentManager()
+    before = time.time()
+    try:
+        api._await_ready(spec, home, 0.5, backend=manager)
+    except DaemonkitError as exc:
+        error = exc
+    else:
+        raise AssertionError("no error")
+    assert "silent did not start in time" in error.message and "(started by fakemanager)" in error.message
+    assert "supervisor: could not import daemonkit" in error.details
+    assert manager.since is not None and before - 1 <= manager.since <= time.time()

@@ -8,9 +8,25 @@ import signal
 import time
 
 import psutil
+import pytest
+from _supervisor_util import (
+    PY,
+    SLEEP,
+    Backoff,
+    Program,
+    Readiness,
+    Spec,
+    events,
+    gone,
+    prog,
+    run_detached,
+    shutdown,
+    since_last_start,
+    start,
+    state,
+    wait_for,
+)
 
-from _supervisor_util import (PY, SLEEP, Backoff, Program, Readiness, Spec, events, gone, prog, run_detached,
-                              shutdown, since_last_start, start, state, wait_for)
 from daemonkit.supervisor.control import request
 
 FAST = Backoff(initial=0.05, max=0.2, min_uptime=0.3, crashloop_restarts=4, crashloop_window=30.0,
@@ -86,7 +102,7 @@ def test_exit_75_and_78(dk_env, tmp_path) -> None:  # type: ignore[no-untyped-de
     home = run_detached(spec)
     wait_for(lambda: prog(home, "t")["restarts"] >= 3 and prog(home, "t")["state"] == "running")
     assert not events(home, "backoff", "t") and not events(home, "crashloop", "t")
-    c = wait_for(lambda: (p := prog(home, "c"))["state"] == "config-error" and p)
+    wait_for(lambda: prog(home, "c")["state"] == "config-error")
     time.sleep(0.5)
     assert prog(home, "c")["state"] == "config-error" and prog(home, "c")["restarts"] == 0
     assert events(home, "config-error", "c")
@@ -128,3 +144,23 @@ def test_missing_executable_double_fork_flood_and_term_ignored(dk_env, tmp_path)
     assert gone(stubborn_pid) and events(home, "kill", "stubborn")
     assert state(home)["supervisor"]["state"] == "running"
     shutdown(home)
+
+
+def test_control_request_from_another_user_is_refused(dk_env) -> None:  # type: ignore[no-untyped-def]
+    if os.geteuid() != 0:
+        pytest.skip("needs root to act as another user (runs as root in CI)")
+    import pwd
+    import subprocess
+    import sys
+
+    nobody = pwd.getpwnam("nobody")
+    spec = Spec("private", (Program("p", SLEEP),))
+    home = start(spec)
+    pid = prog(home, "p")["pid"]
+    attack = ("import os, socket, sys; os.setgid(%d); os.setuid(%d); s = socket.socket(socket.AF_UNIX);"
+              "s.connect(sys.argv[1]); s.sendall(b'{\"op\": \"shutdown\"}\\n'); print(s.recv(4096))"
+              % (nobody.pw_gid, nobody.pw_uid))
+    result = subprocess.run([sys.executable, "-c", attack, str(home.control_socket)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode != 0 and "PermissionError" in result.stderr  # the 0700 home keeps it out
+    assert prog(home, "p")["pid"] == pid and state(home)["supervisor"]["state"] == "running"

@@ -6,8 +6,20 @@ import os
 import signal
 
 import psutil
+from _supervisor_util import (
+    SLEEP,
+    Program,
+    Spec,
+    events,
+    gone,
+    prog,
+    sentinel_of,
+    start,
+    state,
+    supervisor_pid,
+    wait_for,
+)
 
-from _supervisor_util import SLEEP, Program, Spec, events, gone, prog, sentinel_of, start, state, supervisor_pid, wait_for
 from daemonkit import api
 
 
@@ -26,7 +38,7 @@ def test_sigkill_of_the_supervisor_ends_its_programs(dk_env) -> None:  # type: i
     wait_for(lambda: gone(guard.pid), timeout=30)
     guarded = wait_for(lambda: events(home, "orphan-guard"))
     assert {e["program"] for e in guarded} == {"a", "b", "c"}
-    assert [e for e in guarded if e["program"] == "c"][0]["detail"]["killed"] is True  # TERM ignored: killed
+    assert next(e for e in guarded if e["program"] == "c")["detail"]["killed"] is True  # TERM ignored: killed
 
 
 def test_a_killed_sentinel_is_replaced(dk_env) -> None:  # type: ignore[no-untyped-def]

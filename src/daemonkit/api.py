@@ -42,6 +42,7 @@ def home_of(name: str, app: str = "daemonkit") -> Home:
 
 
 def home_for_spec(spec: Spec) -> Home:
+    """The home of ``spec``: under its app's own state dir (platformdirs) and scope, or ``DAEMONKIT_HOME``."""
     return Home.for_spec_name(spec.name, spec.app, spec.scope)
 
 
@@ -58,6 +59,7 @@ def load_installed(name: str, app: str = "daemonkit") -> tuple[Spec, Home]:
 
 
 def save_spec(spec: Spec, home: Home | None = None) -> Home:
+    """Write ``spec`` into its home (created 0700 if needed) as ``spec.toml``; returns the home."""
     home = (home or home_for_spec(spec)).ensure()
     if not _same_spec(home, spec):
         dump_spec(spec, home.spec_file)
@@ -121,6 +123,8 @@ def status(name: str, app: str = "daemonkit") -> DaemonStatus:
 
 
 def status_of(spec: Spec, home: Home) -> DaemonStatus:
+    """The daemon's state: asked from the live supervisor when it runs, else read from its records, with
+    every inconsistency (stale pid record, orphaned programs, unreadable files) listed in ``problems``."""
     from .proc.identity import ProcessIdentity
     from .store.lock import probe_lock
     from .store.records import read_pid_record, read_state
@@ -536,6 +540,8 @@ def _clear_stale_records(home: Home) -> list[str]:
 
 
 def restart(spec: Spec, home: Home | None = None, *, program: str | None = None, timeout: float | None = None) -> StartResult:
+    """Stop then start the daemon (through its service manager when installed), or restart one program
+    inside the running supervisor; returns once ready, like ``start``."""
     from .store.lock import probe_lock
     from .supervisor.control import ControlError, request
 

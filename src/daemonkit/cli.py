@@ -48,6 +48,16 @@ class Target:
             raise DaemonkitError("which daemon?", "no NAME given", f"{self.prog} {args.command} NAME (see '{self.prog} list')")
         return api.load_installed(args.name)
 
+    def respell(self, text: str) -> str:
+        """A host app's users type ``myapp gateway logs``, not ``daemonkit logs gateway`` (daemonkit may not
+        even be on their PATH): rewrite the library's hints into this CLI's spelling."""
+        if self.fixed is None:
+            return text
+        import re
+
+        name = re.escape(self.fixed.name)
+        return re.sub(rf"\bdaemonkit ([a-z][\w-]*) {name}\b", lambda m: f"{self.prog} {m.group(1)}", text)
+
     def cmd(self, text: str, name: str = "") -> str:
         """A follow-up command to suggest, spelled for this CLI."""
         if self.fixed is not None:
@@ -465,7 +475,7 @@ def dispatch(args: argparse.Namespace) -> int:
     try:
         return func(args, args._daemonkit_target)
     except DaemonkitError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
+        print(f"error: {args._daemonkit_target.respell(exc.message)}", file=sys.stderr)
         if exc.details:
             print(exc.details, file=sys.stderr)
         return exc.exit_code

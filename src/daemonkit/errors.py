@@ -46,10 +46,14 @@ class SpecError(DaemonkitError):
 
 
 class NotInstalledError(DaemonkitError):
+    """The daemon (or its service-manager registration) does not exist; the CLI exits 4."""
+
     exit_code = EXIT_NOT_INSTALLED
 
 
 class NotRunningError(DaemonkitError):
+    """The daemon is not running and the action needs it to; the CLI exits 3 (as LSB's status)."""
+
     exit_code = EXIT_NOT_RUNNING
 
 

@@ -20,8 +20,9 @@ The daemon's home lives under the app's own name (platformdirs: ``~/.local/state
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 if TYPE_CHECKING:
     import argparse
@@ -35,12 +36,16 @@ if TYPE_CHECKING:
 
 @dataclass
 class UninstallResult:
+    """What ``uninstall`` removed, one line each."""
+
     name: str
     lines: list[str] = field(default_factory=list)
 
 
 @dataclass
 class LogLine:
+    """One line of a program's output."""
+
     program: str
     stream: str  # "out" or "err"
     text: str
@@ -79,6 +84,7 @@ class Daemon:
 
     @classmethod
     def from_spec(cls, spec: "Spec", *, prog: str | None = None) -> "Daemon":
+        """A ``Daemon`` for a ready ``Spec`` (e.g. from ``daemonkit.load_spec``); the home follows ``spec.app``."""
         return cls(spec.app, spec=spec, prog=prog)
 
     def __repr__(self) -> str:
@@ -86,50 +92,62 @@ class Daemon:
 
     @property
     def name(self) -> str:
+        """The daemon's name (``spec.name``)."""
         return self.spec.name
 
     @property
     def home(self) -> "Home":
+        """Where its files live (``Home``: spec, lock, pid and state records, events, logs)."""
         from .api import home_for_spec
 
         return home_for_spec(self.spec)
 
     # ------------------------------------------------------------------------------------ lifecycle
 
-    def install(self, *, backend: str | None = None, fallback: str | None = None, force: bool = False) -> "InstallResult":
+    def install(self, *, backend: str | None = None, fallback: str | None = None,
+                force: bool = False) -> "InstallResult":
         """Register with the OS service manager (start at login/boot, restart if killed) and start."""
         from . import api
 
-        return api.install(self.spec, backend=backend, fallback=fallback, force=force)
+        with self._hints():
+            return api.install(self.spec, backend=backend, fallback=fallback, force=force)
 
     def uninstall(self, *, force: bool = False) -> UninstallResult:
         """Stop and remove the OS registration; the home (spec, logs) stays."""
         from . import api
 
-        return UninstallResult(self.name, api.uninstall(self.spec, self.home, force=force))
+        with self._hints():
+            return UninstallResult(self.name, api.uninstall(self.spec, self.home, force=force))
 
     def start(self, *, program: str | None = None, timeout: float | None = None) -> "StartResult":
         """Start (through the service manager when installed) and return once ready."""
         from . import api
 
-        return api.start(self.spec, self.home, program=program, timeout=timeout)
+        with self._hints():
+            return api.start(self.spec, self.home, program=program, timeout=timeout)
 
     def stop(self, *, program: str | None = None, timeout: float | None = None) -> "StopResult":
+        """Stop gracefully (through the service manager when installed); idempotent."""
         from . import api
 
-        return api.stop(self.spec, self.home, program=program, timeout=timeout)
+        with self._hints():
+            return api.stop(self.spec, self.home, program=program, timeout=timeout)
 
     def restart(self, *, program: str | None = None, timeout: float | None = None) -> "StartResult":
+        """Stop then start (or restart one program); returns once ready."""
         from . import api
 
-        return api.restart(self.spec, self.home, program=program, timeout=timeout)
+        with self._hints():
+            return api.restart(self.spec, self.home, program=program, timeout=timeout)
 
     def status(self) -> "DaemonStatus":
+        """State of the supervisor and each program (``.running``, ``.healthy``, ``.to_json()``)."""
         from . import api
 
         return api.status_of(self.spec, self.home)
 
     def is_running(self) -> bool:
+        """Whether a supervisor holds the lock (cheap: no control request)."""
         from .store.lock import probe_lock
 
         return probe_lock(self.home.lock_file).held
@@ -163,7 +181,22 @@ class Daemon:
         ``daemonkit.update``)."""
         from .update import respawn_after_update
 
-        return respawn_after_update(self.spec, self.home, after_exit=after_exit, detach=detach, timeout=timeout)
+        with self._hints():
+            return respawn_after_update(self.spec, self.home, after_exit=after_exit, detach=detach, timeout=timeout)
+
+    @contextmanager
+    def _hints(self) -> Iterator[None]:
+        """Errors name this app's commands (``myapp gateway logs``), not the ``daemonkit`` CLI."""
+        from .cli import Target
+        from .errors import DaemonkitError
+
+        try:
+            yield
+        except DaemonkitError as exc:
+            target = Target(self.spec, self.prog)
+            exc.why, exc.hint = target.respell(exc.why), target.respell(exc.hint)
+            exc.args = (exc.message,)
+            raise
 
     # ------------------------------------------------------------------------------------ CLI
 

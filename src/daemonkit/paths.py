@@ -201,7 +201,7 @@ def check_private_file(path: Path) -> None:
                               "choose what runs)", f"replace the link with a copy: cp --remove-destination "
                               f"\"$(readlink -f {path})\" {path}")
     if not stat.S_ISREG(st.st_mode):
-        raise UnsafeFileError(f"refusing {path}", "it is not a regular file", f"remove it, then add the daemon again")
+        raise UnsafeFileError(f"refusing {path}", "it is not a regular file", "remove it, then add the daemon again")
     if st.st_uid != os.geteuid():
         raise UnsafeFileError(f"refusing {path}", f"it is owned by uid {st.st_uid}, not by you ({os.geteuid()})",
                               f"check who changed it, then: chown {os.geteuid()} {path}")

@@ -86,6 +86,9 @@ def respawn_after_update(spec: "Spec", home: "Home | None" = None, *, after_exit
     if not lock.held:
         return RespawnResult(spec.name, "not-running",
                              f"{spec.name} is not running, so nothing was restarted; its next start uses the new code")
+    # The update may have changed the spec too (a new argv, a new readiness check): the new supervisor
+    # reads it from the home, so it is saved before anything restarts (the running one keeps its copy).
+    api.save_spec(spec, home)
     supervisor = _identity_of(lock.record)
     inside = supervisor is not None and caller_inside(spec, supervisor)
     if detach is False and (inside or after_exit is not None):
@@ -132,7 +135,8 @@ def respawn_now(spec: "Spec", home: "Home", *, expect: "ProcessIdentity | None" 
         return _respawn_with_manager(spec, home, backend_name, old_pid, timeout, wait=not from_inside)
     stopped = api.stop_supervisor(spec, home)
     if current is not None and current.is_alive():
-        raise DaemonkitError(f"{spec.name} did not stop for the respawn", f"supervisor {current.describe()} is still alive",
+        raise DaemonkitError(f"{spec.name} did not stop for the respawn",
+                             f"supervisor {current.describe()} is still alive",
                              f"stop it ({_cmd(spec, 'stop')}) and start it again")
     started = api.start_supervisor(spec, home, timeout)
     return RespawnResult(spec.name, "restarted", f"{spec.name} restarted onto the new code "
@@ -162,7 +166,8 @@ def schedule_watcher(spec: "Spec", home: "Home", *, expect: "ProcessIdentity | N
     launched = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
     if launched.returncode != 0:
         raise DaemonkitError(f"could not start the respawn watcher for {spec.name}",
-                             (launched.stderr.strip() or launched.stdout.strip() or f"exit {launched.returncode}")[-500:],
+                             (launched.stderr.strip() or launched.stdout.strip()
+                              or f"exit {launched.returncode}")[-500:],
                              f"run '{_cmd(spec, 'restart')}' by hand")
     watcher_pid, _, extra = launched.stdout.strip().partition(" ")
     watcher = ProcessIdentity.of(int(watcher_pid)) if watcher_pid.isdigit() else None
@@ -278,7 +283,8 @@ def manager_restart(backend: object, spec: "Spec", home: "Home", *, block: bool 
         from .backends.systemd_unit import unit_name
 
         unit = unit_name(spec)
-        result = backend._systemctl(spec.scope, "restart", *([] if block else ["--no-block"]), unit)  # type: ignore[attr-defined]
+        verb = ["restart"] if block else ["restart", "--no-block"]
+        result = backend._systemctl(spec.scope, *verb, unit)  # type: ignore[attr-defined]
         if not result.ok:
             raise DaemonkitError(f"systemd could not restart {unit}", result.summary(),
                                  f"journalctl {'--user ' if spec.scope == 'user' else ''}-u {unit} -n 50")

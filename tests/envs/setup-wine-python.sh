@@ -1,5 +1,8 @@
 #!/bin/bash
+# Makes a Wine prefix with the embeddable CPython + pywin32 (a helper of setup-wine.sh, which passes the
+# prefix). tests/envs/setup.sh runs every setup-*.sh without arguments: then there is nothing to do here.
 set -eu
+if [ $# -eq 0 ]; then echo "setup-wine-python: called by setup-wine.sh with a prefix; nothing to do alone"; exit 0; fi
 export WINEPREFIX=${1:?prefix} WINEDEBUG=-all WINEDLLOVERRIDES="mscoree=d;mshtml=d;winemenubuilder.exe=d"
 MINOR=${2:-12}; TAG=cp3$MINOR; PYDIR="$WINEPREFIX/drive_c/Python3$MINOR"
 DL=$(mktemp -d); trap 'rm -rf "$DL"' EXIT

@@ -38,6 +38,10 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && [ -f "$PYDIR/python.exe
   exit 0
 fi
 
+# The lane holds this lock while it runs: never rebuild the prefix under a running lane.
+mkdir -p "$(dirname "$PREFIX")"
+exec 9>"$PREFIX.lock"
+flock 9
 echo "setup-wine: building the prefix $PREFIX"
 rm -rf "$PREFIX"  # a half-built prefix from an interrupted run
 mkdir -p "$(dirname "$PREFIX")" "$CACHE/pip"

@@ -11,7 +11,6 @@ Windows .cmd launchers, through real cmd.exe under Wine, is tests/windows/test_c
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 

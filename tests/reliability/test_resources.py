@@ -19,7 +19,6 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
 from .conftest import PY, QUICK, SLEEP, Sandbox, wait_for

@@ -124,6 +124,14 @@ def tree(root: Path) -> list[list[str]]:
     return out
 
 
+def seed(name: str, argv: list[str], extra: str = "") -> None:
+    """A one-program spec in the daemon's home, as 'daemonkit add' writes it (saves a CLI start per
+    scratch daemon; 'add' itself is covered by test_cli.py)."""
+    home = Path(os.environ["DAEMONKIT_HOME"]) / name
+    home.mkdir(mode=0o700)
+    (home / "spec.toml").write_text(f'name = "{name}"\n[programs.{name}]\nargv = {json.dumps(argv)}\n{extra}')
+
+
 def web_spec(work: Path, port: int) -> Path:
     argv_file = work / "argv.json"
     recorder = ("import json, sys, time; open(sys.argv[1], 'w').write(json.dumps(sys.argv[2:]));"
@@ -226,21 +234,20 @@ def failing_install(obs: dict[str, Any], work: Path) -> None:
     counter = work / "bad-attempt"
     code = (f"import pathlib, sys; p = pathlib.Path({str(counter)!r}); n = int(p.read_text()) + 1 if p.exists() else 1;"
             "p.write_text(str(n)); print(f'bad config, attempt {n}', file=sys.stderr); sys.exit(78)")
-    obs["bad_add"] = dk("add", "bad", "--", PY, "-c", code)
+    seed("bad", [PY, "-c", code])
     obs["bad_install"] = dk("install", "bad")
     obs["bad_after_install"] = show(unit)
     obs["bad_start"] = dk("start", "bad")
     obs["bad_after_start"] = show(unit)
     obs["bad_left"] = pids_with(str(counter))
     obs["bad_uninstall"] = dk("uninstall", "bad")
-    obs["bad_remove"] = dk("remove", "bad")
 
 
 def foreign_unit(obs: dict[str, Any], work: Path) -> None:
     unit_file = UNIT_DIR / "daemonkit-foreign.service"
     foreign = "[Unit]\nDescription=someone else's unit\n\n[Service]\nExecStart=/bin/sleep 600\n"
     unit_file.write_text(foreign)
-    dk("add", "foreign", "--", PY, "-c", "import time; time.sleep(600)")
+    seed("foreign", [PY, "-c", "import time; time.sleep(600)"])
     obs["foreign_install"] = dk("install", "foreign")
     obs["foreign_untouched"] = unit_file.read_text() == foreign
     obs["foreign_record"] = (Path(os.environ["DAEMONKIT_HOME"]) / "foreign" / "install.json").exists()
@@ -249,12 +256,11 @@ def foreign_unit(obs: dict[str, Any], work: Path) -> None:
     obs["foreign_after_force"] = show("daemonkit-foreign.service")
     obs["foreign_uninstall"] = dk("uninstall", "foreign")
     obs["foreign_file_after"] = unit_file.exists()
-    dk("remove", "foreign")
 
 
 def unwritable_unit_dir(obs: dict[str, Any], work: Path) -> None:
     mode = UNIT_DIR.stat().st_mode & 0o7777
-    dk("add", "locked", "--", PY, "-c", "import time; time.sleep(600)")
+    seed("locked", [PY, "-c", "import time; time.sleep(600)"])
     UNIT_DIR.chmod(0o555)
     try:
         obs["locked_install"] = dk("install", "locked")
@@ -262,17 +268,16 @@ def unwritable_unit_dir(obs: dict[str, Any], work: Path) -> None:
         UNIT_DIR.chmod(mode)
     obs["locked_record"] = (Path(os.environ["DAEMONKIT_HOME"]) / "locked" / "install.json").exists()
     obs["locked_status"] = status_json("locked")
-    dk("remove", "locked")
 
 
 def killed_install(obs: dict[str, Any], work: Path) -> None:
     unit = "daemonkit-slowpoke.service"
     port = free_port()
     marker = str(work / "slowpoke-marker")
-    # Ready 2 s after it starts: time enough to kill `install` while systemd is starting the unit.
-    code = (f"import time, http.server; time.sleep(2); http.server.HTTPServer(('127.0.0.1', {port}), "
+    # Ready 1.5 s after it starts: time enough to kill `install` while systemd is starting the unit.
+    code = (f"import time, http.server; time.sleep(1.5); http.server.HTTPServer(('127.0.0.1', {port}), "
             "http.server.SimpleHTTPRequestHandler).serve_forever()")
-    dk("add", "slowpoke", "--ready-tcp", f"127.0.0.1:{port}", "--", PY, "-c", code, marker)
+    seed("slowpoke", [PY, "-c", code, marker], f'[programs.slowpoke.ready]\ntcp = "127.0.0.1:{port}"\n')
 
     def kill_install_midway() -> dict[str, str]:
         proc = subprocess.Popen([PY, "-m", "daemonkit", "install", "slowpoke"], stdout=subprocess.DEVNULL,
@@ -292,16 +297,14 @@ def killed_install(obs: dict[str, Any], work: Path) -> None:
     obs["after_undo"] = show(unit)
     obs["slowpoke_left"] = pids_with(marker)
     obs["slowpoke_unit_file"] = (UNIT_DIR / unit).exists()
-    dk("remove", "slowpoke")
 
 
 def no_user_bus(obs: dict[str, Any], work: Path) -> None:
     # As after 'sudo su - sdtest': no XDG_RUNTIME_DIR, no bus address.
-    dk("add", "nobus", "--", PY, "-c", "import time; time.sleep(600)")
+    seed("nobus", [PY, "-c", "import time; time.sleep(600)"])
     obs["nobus_install"] = dk("install", "nobus", drop_env=("XDG_RUNTIME_DIR", "DBUS_SESSION_BUS_ADDRESS"))
     obs["nobus_record"] = (Path(os.environ["DAEMONKIT_HOME"]) / "nobus" / "install.json").exists()
     obs["nobus_unit"] = show("daemonkit-nobus.service")
-    dk("remove", "nobus")
 
 
 def odd_python(obs: dict[str, Any], work: Path) -> None:
@@ -310,7 +313,7 @@ def odd_python(obs: dict[str, Any], work: Path) -> None:
     link = work / "it's \"q\" back\\slash $HOME 100%"
     link.symlink_to(Path(PY).parent.parent)
     python = str(link / "bin" / "python")
-    dk("add", "oddpy", "--", PY, "-c", "import time; time.sleep(600)")
+    seed("oddpy", [PY, "-c", "import time; time.sleep(600)"])
     proc = subprocess.run([python, "-m", "daemonkit", "install", "oddpy"], capture_output=True, text=True, timeout=90)
     obs["oddpy_install"] = {"rc": proc.returncode, "out": proc.stdout, "err": proc.stderr}
     props = show("daemonkit-oddpy.service")
@@ -319,7 +322,6 @@ def odd_python(obs: dict[str, Any], work: Path) -> None:
     obs["oddpy_cmdline"] = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1] if pid else []
     obs["oddpy_python"] = python
     obs["oddpy_uninstall"] = dk("uninstall", "oddpy")
-    dk("remove", "oddpy")
     link.unlink()
 
 
@@ -330,19 +332,31 @@ def system_scope_fallback(obs: dict[str, Any], work: Path) -> None:
     obs["sys_fallback"] = dk("install", "--spec", str(spec), "--fallback", "user")
     obs["sys_unit"] = show("daemonkit-sys.service")
     obs["sys_uninstall"] = dk("uninstall", "sys")
-    dk("remove", "sys")
+
+
+def detached_then_install(obs: dict[str, Any], work: Path) -> None:
+    # `start` before `install` runs the supervisor detached; install hands the daemon over to systemd.
+    marker = str(work / "handover-marker")
+    seed("handover", [PY, "-c", "import time; time.sleep(600)", marker])
+    obs["handover_start"] = dk("start", "handover")
+    detached = status_json("handover")
+    obs["handover_detached"] = {"backend": detached.get("backend"), "supervisor": detached.get("supervisor_pid")}
+    obs["handover_install"] = dk("install", "handover")
+    obs["handover_unit"] = show("daemonkit-handover.service")
+    obs["handover_status"] = status_json("handover")
+    obs["handover_old_alive"] = alive(detached.get("supervisor_pid"))
+    obs["handover_programs"] = len(pids_with(marker))
+    dk("uninstall", "handover")
 
 
 def first(obs: dict[str, Any], work: Path) -> None:
     obs["home_before"] = tree(HOME)
-    no_user_bus(obs, work)
-    odd_python(obs, work)
-    system_scope_fallback(obs, work)
-    lifecycle(obs, work)
-    failing_install(obs, work)
-    foreign_unit(obs, work)
-    unwritable_unit_dir(obs, work)
-    killed_install(obs, work)
+    obs["seconds"] = {}
+    for scenario in (no_user_bus, odd_python, system_scope_fallback, detached_then_install, lifecycle,
+                     failing_install, foreign_unit, unwritable_unit_dir, killed_install):
+        started = time.monotonic()
+        scenario(obs, work)
+        obs["seconds"][scenario.__name__] = round(time.monotonic() - started, 2)
 
 
 def second(obs: dict[str, Any], work: Path) -> None:

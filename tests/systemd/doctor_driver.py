@@ -2,7 +2,7 @@
 path, then records `status --deep --json` as it is, with the unit drifted, and with the unit stopped.
 The assertions live in test_doctor_systemd.py; this script only acts and records.
 
-    python doctor_driver.py WORKDIR
+    python doctor_driver.py doctor WORKDIR
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def deep(name: str) -> dict[str, Any]:
 
 
 def main() -> int:
-    work = Path(sys.argv[1])
+    work = Path(sys.argv[2])
     os.environ["DAEMONKIT_HOME"] = str(work / "dkhome")
     from daemonkit import api
     from daemonkit.backends.systemd_unit import unit_name

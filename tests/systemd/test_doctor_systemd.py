@@ -1,24 +1,27 @@
 """`status --deep` against a real ``systemd --user`` (tests/envs/with-systemd-user.sh): the service-manager
 probes [7] [8] [9] PASS for an installed unit, and FAIL with the right fix when the unit file is edited by
 hand (drift) or the unit is stopped behind daemonkit's back. Skips, with the reason, where the lane
-cannot run (see test_systemd_real.why_not)."""
+cannot run (see lane.why_not)."""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
-from lane import HARNESS, USER, VENV, sync_package, why_not
+from lane import give_to_test_user, harness, sync_package, why_not
+
+# A real lane (its venv under /var/cache, a real systemd): no daemonkit sandbox or guard.
+pytestmark = pytest.mark.daemonkit_real("real systemd user manager lane")
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((ROOT / "docs" / "status-schema.json").read_text())
+# A real lane: it installs into its venv and runs a real systemd, so no daemonkit sandbox or guard.
+pytestmark = pytest.mark.daemonkit_real("real systemd user manager lane")
 
 
 @pytest.fixture(scope="module")
@@ -27,23 +30,12 @@ def obs() -> Iterator[dict[str, Any]]:
     if why:
         pytest.skip(f"systemd lane skipped: {why}")
     sync_package()
-    import pwd
-
-    entry = pwd.getpwnam(USER)
+    # Not under pytest's tmp dir: that is root's and mode 700, so the test user could not enter it.
     work = Path(tempfile.mkdtemp(prefix="dk-doc-", dir="/tmp"))
     try:
         shutil.copy(Path(__file__).with_name("doctor_driver.py"), work / "doctor_driver.py")
-        for path in [work, *work.iterdir()]:
-            os.chown(path, entry.pw_uid, entry.pw_gid)
-        argv = ["bash", str(HARNESS), USER, "--", str(VENV / "bin" / "python"), str(work / "doctor_driver.py"),
-                str(work)]
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=180,
-                              env={**os.environ, "SDU_HOME": str(work / "home")})
-        result = work / "doctor.json"
-        assert result.exists(), f"the driver wrote nothing (rc {proc.returncode})\n{proc.stdout}\n{proc.stderr}"
-        data = json.loads(result.read_text())
-        assert "error" not in data and proc.returncode == 0, f"{data.get('error')}\n{proc.stderr[-3000:]}"
-        yield data
+        give_to_test_user(work, *work.iterdir())
+        yield harness("doctor_driver.py", "doctor", work, "doctor.json")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

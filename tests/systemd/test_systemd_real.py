@@ -18,7 +18,7 @@ from typing import Any, Iterator
 import pytest
 
 import lane as lane_lib
-from lane import USER, VENV, sync_package, why_not
+from lane import HARNESS, USER, VENV, sync_package, why_not  # noqa: F401 (HARNESS: test_doctor_systemd.py imports it from here)
 
 UNIT = "daemonkit-demo.service"
 # A real lane: it installs into its venv and runs a real systemd, so no daemonkit sandbox or guard.

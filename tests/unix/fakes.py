@@ -22,6 +22,7 @@ class FakeSystemd:
         self.active: set[str] = set()
         self.failed: set[str] = set()
         self.start_fails: str = ""  # stderr for a failing start
+        self.journal = "supervisor: boom\n"  # what journalctl prints
         self.bus_missing = False
         self.linger: str | None = "no"  # None: loginctl cannot answer
         self.linger_allowed = False
@@ -50,7 +51,7 @@ class FakeSystemd:
         if tool == "loginctl":
             return self._loginctl(call, args)
         if tool == "journalctl":
-            return CommandResult(call, 0, "supervisor: boom\n")
+            return CommandResult(call, 0, self.journal)
         if self.bus_missing:
             return CommandResult(call, 1, "", "Failed to connect to bus: No medium found")
         verb = args[0]

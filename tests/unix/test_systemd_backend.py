@@ -5,6 +5,7 @@ lifecycle runs against a real systemd user manager in tests/systemd/."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -191,6 +192,29 @@ def test_failed_start_reports_the_journal(ctx: BackendContext, fake: FakeSystemd
         SystemdBackend(ctx, manage_linger=False).install(make_spec(), home)
     assert "journalctl --user -u daemonkit-demo.service" in str(info.value)
     assert "supervisor: boom" in info.value.details
+    # Only this start's lines: the query is bounded by the time the start began.
+    (journal,) = [c for c in fake.calls if c[0] == "journalctl"]
+    since = [w for w in journal if w.startswith("--since=@")]
+    assert since and abs(int(since[0].removeprefix("--since=@")) - time.time()) < 60
+
+
+def test_failed_start_leads_with_the_supervisors_reason(ctx: BackendContext, fake: FakeSystemd, home: Home) -> None:
+    fake.start_fails = "Job for daemonkit-demo.service failed because the control process exited with error code."
+    fake.journal = ("Dec 01 22:39:07.698459 vm systemd[20]: Starting daemonkit-demo.service...\n"
+                    "Dec 01 22:39:07.853407 vm daemonkit-demo[219]: daemonkit supervise: invalid spec /h/spec.toml: "
+                    "programs.web.argv: expected a list\n"
+                    "Dec 01 22:39:07.882398 vm systemd[20]: daemonkit-demo.service: Main process exited, status=78/CONFIG\n")
+    with pytest.raises(DaemonkitError) as info:
+        SystemdBackend(ctx, manage_linger=False).install(make_spec(), home)
+    assert info.value.message.startswith(
+        "daemonkit-demo.service did not start: invalid spec /h/spec.toml: programs.web.argv: expected a list")
+    assert "status=78/CONFIG" in info.value.details
+
+
+def test_recent_log_is_headed_and_bounded(ctx: BackendContext, fake: FakeSystemd, home: Home) -> None:
+    text = SystemdBackend(ctx).recent_log(make_spec(), home, since=1700000000.7)
+    assert text == "--- journalctl --user -u daemonkit-demo.service:\nsupervisor: boom"
+    assert fake.calls[-1][-1] == "--since=@1700000000"
 
 
 def test_unwritable_unit_dir(fake: FakeSystemd, home: Home, tmp_path: Path) -> None:

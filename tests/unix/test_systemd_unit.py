@@ -109,11 +109,17 @@ def test_unit_name() -> None:
     assert unit_name(make_spec("gw", app="myapp")) == "myapp-gw.service"
 
 
-def test_unit_name_with_odd_characters_is_refused() -> None:
+@pytest.mark.parametrize("field, value", [
+    ("name", "a b/../c"), ("name", "x@y"), ("name", "ünï"), ("name", "semi;colon"), ("name", "n" * 250),
+    ("app", "my app"), ("app", "-leading"), ("app", "tmpl@"), ("app", "$HOME"),
+])
+def test_unit_name_with_odd_characters_is_refused(field: str, value: str) -> None:
+    # "@" would make a template instance, "/" a path, spaces and non-ASCII are not unit-name characters.
     spec = make_spec()
-    object.__setattr__(spec, "name", "a b/../c")  # bypass Spec validation: the backend checks again
-    with pytest.raises(DaemonkitError, match="unit name"):
+    object.__setattr__(spec, field, value)  # bypass Spec validation: the backend checks again
+    with pytest.raises(DaemonkitError, match="cannot make a systemd unit name") as info:
         unit_name(spec)
+    assert "letters, digits" in info.value.message
 
 
 def test_drift_names_each_difference() -> None:

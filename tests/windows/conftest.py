@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import pytest
 
@@ -49,21 +47,3 @@ def argdump(tmp_path: Path) -> Callable[[], list[list[str]]]:
         os.environ.pop(key, None)
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 20.0, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return bool(predicate())
-
-
-@pytest.fixture
-def dk_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    root = tmp_path / "dkhome"
-    monkeypatch.setenv("DAEMONKIT_HOME", str(root))
-    yield root
-
-
-def python_child(code: str, **kwargs: object) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-c", code], **kwargs)  # type: ignore[call-overload]

@@ -18,7 +18,7 @@ from daemonkit.backends.startup import StartupBackend, known_startup_folder, lau
 from daemonkit.paths import Home
 from daemonkit.proc.cmdline import batch_command
 from daemonkit.spec import Program, Spec
-from fakes import FakeSchtasks
+from .fakes import FakeSchtasks
 
 NS = "{http://schemas.microsoft.com/windows/2004/02/mit/task}"
 # settingsType of the Task Scheduler 1.2 schema (an xs:all: any order, each at most once).
@@ -175,7 +175,7 @@ def test_launcher_starts_the_supervisor_with_exact_arguments(tmp_path, home):
     launcher = tmp_path / "launch.cmd"
     launcher.write_bytes(text.encode("utf-8"))
     subprocess.run(**batch_command(str(launcher), []).popen_kwargs(), capture_output=True, timeout=30)
-    from conftest import wait_until
+    from .helpers import wait_until
 
     assert wait_until(out.exists, 20)
     assert __import__("json").loads(out.read_text()) == ["supervise", "--home", str(home.path), "--backend", "startup"]
@@ -197,3 +197,33 @@ def test_real_startup_folder_is_left_as_it_was(tmp_path, home):
     finally:
         backend.uninstall(spec, home)
     assert sorted(os.listdir(folder)) == before
+
+
+def test_simulated_logon_starts_the_daemon_and_uninstall_leaves_the_folder_as_before(tmp_path, monkeypatch):
+    """The Startup item for real: ``wineboot`` runs the Startup folder like a logon; the daemon comes up
+    (supervisor through pythonw.exe, program in its job); uninstall leaves the folder as it was."""
+    from .helpers import wait_until
+    from daemonkit import api
+    from daemonkit.proc import winjob
+
+    monkeypatch.setenv("DAEMONKIT_HOME", str(tmp_path / "dk"))
+    spec = Spec(name="logon", programs=(Program("web", (sys.executable, "-c", "import time; time.sleep(120)")),))
+    home = api.save_spec(spec)
+    ctx = BackendContext(runner=FakeSchtasks().runner, python=sys.executable,
+                         env={"SYSTEMROOT": "C:\\windows", "USERNAME": "tester"})
+    backend = StartupBackend(ctx)
+    folder = known_startup_folder()
+    before = sorted(os.listdir(folder))
+    try:
+        backend.install(spec, home)
+        assert "pythonw.exe" in backend.render(spec, home)[0].text
+        subprocess.run(["wineboot.exe"], capture_output=True, timeout=60)  # a logon
+        assert wait_until(lambda: api.status_of(spec, home).running, 60), "the Startup item did not start it"
+        assert wait_until(lambda: api.status_of(spec, home).programs[0].state == "running", 30)
+        status = api.status_of(spec, home)
+        assert status.backend == "startup" and winjob.is_running(status.programs[0].pid)
+    finally:
+        backend.uninstall(spec, home)
+        api.stop_supervisor(spec, home)
+    assert sorted(os.listdir(folder)) == before
+    assert not api.status_of(spec, home).running

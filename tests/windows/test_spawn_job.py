@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import wait_until
+from .helpers import wait_until
 from daemonkit.proc import winjob, winspawn
 from daemonkit.proc.winstop import ENV_STOP_EVENT, StopEvent, new_name
 

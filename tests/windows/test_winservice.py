@@ -10,7 +10,10 @@ import pytest
 
 from daemonkit.backends.winservice import (WinServiceBackend, binary_path, interpreter_and_sites,
                                            recovery_actions, service_name)
+from .helpers import wait_until
+from daemonkit import api
 from daemonkit.paths import Home
+from daemonkit.proc import winjob
 from daemonkit.spec import Backoff, Program, Spec, dump_spec
 
 
@@ -35,14 +38,26 @@ def test_service_install_start_stop_remove(tmp_path):
         assert "updated" in backend.install(spec, home)[0]  # idempotent
         backend.start(spec, home)
         assert backend._state(name) == win32service.SERVICE_RUNNING
+        # The daemon is up under SCM: the host's supervisor answers on its control pipe, program running.
+        assert wait_until(lambda: api.status_of(spec, home).running, 60), _service_log(home)
+        assert wait_until(lambda: api.status_of(spec, home).programs[0].state == "running", 30)
+        status = api.status_of(spec, home)
+        program = status.programs[0].pid
+        assert status.backend == "winservice" and winjob.is_running(program)
         backend.stop(spec, home)
         assert backend._state(name) == win32service.SERVICE_STOPPED
+        assert wait_until(lambda: not winjob.is_running(program), 20), "the program outlived its service"
     finally:
         lines = backend.uninstall(spec, home)
     assert lines[-1] == f"removed the Windows Service {name}"
     assert backend._state(name) is None
     assert not backend.status(spec, home).installed
     assert backend.uninstall(spec, home) == [f"no Windows Service {name}: nothing to remove"]
+
+
+def _service_log(home: Home) -> str:
+    path = home.logs_dir / "service.log"
+    return path.read_text(errors="replace")[-2000:] if path.exists() else "no service.log"
 
 
 def test_venv_services_run_the_base_interpreter_with_the_venv_site():

@@ -48,6 +48,9 @@ def test_start_status_logs_stop(port: int) -> None:
     assert status["running"] and status["healthy"] and status["programs"][0]["state"] == "ready"
     assert fetch(port)["version"] == "1.0"
     assert fetch(port, b"hello")["reply"] == "olleh"
+    deep = chatgateway("gateway", "status", "--deep")  # numbered probes, each FAIL with its fix
+    assert deep.returncode == 0, deep.stdout + deep.stderr
+    assert "[ 1] PASS" in deep.stdout and "FAIL" not in deep.stdout
     logs = chatgateway("gateway", "logs", "-n", "5")
     assert logs.returncode == 0 and "chat: hello" in logs.stdout
     stopped = chatgateway("gateway", "stop")

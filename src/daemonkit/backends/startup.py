@@ -71,12 +71,9 @@ def launcher_name(spec: "Spec") -> str:
 
 def windowless(python: str) -> str:
     """``pythonw.exe`` beside ``python`` when there is one: no console for the supervisor."""
-    path = Path(python)
-    if path.name.lower() == "python.exe":
-        candidate = path.with_name("pythonw.exe")
-        if candidate.exists():
-            return str(candidate)
-    return python
+    from ..proc.spawn import windowless_python
+
+    return windowless_python(python)
 
 
 def render_launcher(spec: "Spec", home: "Home", python: str) -> bytes:

@@ -37,6 +37,7 @@ _BUS_TROUBLE = (
 )
 _SHOW_PROPS = ("LoadState", "ActiveState", "SubState", "UnitFileState", "MainPID", "NRestarts",
                "Result", "ExecMainStatus", "FragmentPath", "DropInPaths", "NeedDaemonReload")
+SUPERVISOR_SAYS = "daemonkit supervise: "  # how cli.cmd_supervise prefixes a fatal error on stderr
 _RUNNING_STATES = ("active", "activating", "reloading", "deactivating")
 
 
@@ -173,7 +174,7 @@ class SystemdBackend:
         return self._journal_tail(spec.scope, unit_name(spec), lines, since)
 
     def _journal_hint(self, scope: str, unit: str) -> str:
-        return f"see 'journalctl{' --user' if scope == 'user' else ''} -u {unit} -n 50'"
+        return f"journalctl{' --user' if scope == 'user' else ''} -u {unit} -n 50"
 
     # ------------------------------------------------------------------------------------ protocol
 
@@ -358,8 +359,12 @@ class SystemdBackend:
         # Type=notify: this returns when the supervisor reports READY=1, or fails with its reason.
         result = self._check_result(self._systemctl(scope, verb, unit, timeout=start_timeout(spec) + 15), scope)
         if not result.ok:
-            raise DaemonkitError(f"{unit} did not start", result.summary(), self._journal_hint(scope, unit),
-                                 details=self._journal_tail(scope, unit, since=since))
+            journal = self._journal_tail(scope, unit, since=since)
+            # systemctl only says "the control process exited"; the supervisor's own last words say why.
+            said = [line.split(SUPERVISOR_SAYS, 1)[1] for line in journal.splitlines() if SUPERVISOR_SAYS in line]
+            why = said[-1] if said else result.summary()
+            raise DaemonkitError(f"{unit} did not start", why, "" if "(try:" in why else self._journal_hint(scope, unit),
+                                 details=journal)
 
     def _must(self, result: CommandResult, scope: str, what: str) -> CommandResult:
         self._check_result(result, scope)

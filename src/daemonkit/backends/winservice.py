@@ -156,6 +156,10 @@ class WinServiceBackend:
                 raise _scm_error(f"cannot remove the service {name}", exc) from None
             finally:
                 win32service.CloseServiceHandle(handle)
+        # SCM only marks it for deletion while handles to it are open; wait until it is really gone.
+        deadline = time.monotonic() + WAIT_STATE
+        while self._state(name) is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
         return lines + [f"removed the Windows Service {name}"]
 
     def start(self, spec: "Spec", home: "Home") -> None:

@@ -87,6 +87,7 @@ class Platform:
     wsl: Any = None  # backends.wsl.WslInfo on Linux
     install_python: str | None = None
     install_python_exists: bool | None = None
+    breakaway: bool | None = None  # Windows: may a child of ours leave our job object? (None: not asked)
 
 
 @dataclass
@@ -266,6 +267,15 @@ def _platform(install: dict[str, Any] | None) -> Platform:
 
         wsl = detect(read_inputs())
     info = Platform(system=sys.platform, python=sys.executable, admin=admin, wsl=wsl)
+    if sys.platform == "win32":
+        # Asked for real (a suspended child with CREATE_BREAKAWAY_FROM_JOB), not read from job flags.
+        from ..errors import DaemonkitError
+        from ..proc.winjob import breakaway_allowed
+
+        try:
+            info.breakaway = breakaway_allowed()
+        except (DaemonkitError, OSError):
+            info.breakaway = None
     python = (install or {}).get("python")
     if isinstance(python, str) and python:
         info.install_python = python

@@ -153,7 +153,8 @@ def records_agree(f: Facts, cmd: Cmd) -> Check:
         if claims:
             pid = next((sources[c][0] for c in claims if sources[c]), "?")  # type: ignore[index]
             return Check(3, "records-agree", title, FAIL,
-                         f"stale: {' and '.join(claims)} say supervisor pid {pid} runs, the lock says nobody does",
+                         f"stale: {' and '.join(claims)} {'say' if len(claims) > 1 else 'says'} supervisor pid {pid} "
+                         "runs, the lock says nobody does",
                          _stale_hint(cmd), ev)
         return Check(3, "records-agree", title, PASS, "all records agree: no supervisor is running", evidence=ev)
     resolved = sources.get("lock")

@@ -270,8 +270,14 @@ def platform_notes(f: Facts, cmd: Cmd) -> Check:
         ev["breakaway"] = "denied (recorded in events.jsonl)"
         return Check(12, "platform", title, WARN, "job breakaway was denied: the supervisor lives inside another "
                      "app's job object and dies with it", f"'{cmd('install')}' registers it with a service manager", ev)
+    if p.breakaway is False:
+        ev["breakaway"] = "forbidden by the job object this command runs in"
+        return Check(12, "platform", title, WARN,
+                     "this terminal runs inside a job object that forbids breakaway: a supervisor started from "
+                     "here without a service manager dies when that job closes (an IDE, an Electron app, ...)",
+                     f"'{cmd('install')}' registers it with Task Scheduler or the service manager", ev)
     if p.system == "win32":
-        ev["breakaway"] = "allowed (no denial recorded)"
+        ev["breakaway"] = "allowed" if p.breakaway else "not asked"
     summary = {"linux": "Linux", "darwin": "macOS", "win32": "Windows"}.get(p.system, p.system)
     summary += f", Python at {p.python}" + (f"; {'; '.join(notes)}" if notes else "")
     return Check(12, "platform", title, PASS, summary, evidence=ev)

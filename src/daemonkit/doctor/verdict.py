@@ -20,5 +20,5 @@ def verdict(checks: Sequence[Check], running: bool) -> Verdict:
     first = failed[0]
     others = ", ".join(f"[{n}]" for n in numbers[1:])
     text = f"[{first.number}] {first.summary}" + (f" (also failing: {others})" if others else "")
-    text += f" — fix: {first.hint}"
+    text += f"; fix: {first.hint}"  # ASCII: Windows consoles with an OEM code page mangle a dash
     return Verdict("degraded" if running else "down", text, numbers)

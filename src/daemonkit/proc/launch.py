@@ -12,7 +12,7 @@ session (the program leads its own process group, so the whole group can be sign
 
 from __future__ import annotations
 
-import fcntl
+import functools
 import os
 import shutil
 import signal
@@ -54,9 +54,20 @@ def plan(argv: Sequence[str], base_env: Mapping[str, str], cwd: str | None = Non
         path = argv0 if os.path.isabs(argv0) or cwd is None else os.path.join(cwd, argv0)
         executable = path if os.path.isfile(path) and os.access(path, os.X_OK) else None
     else:
-        executable = shutil.which(argv0, path=env_path)
+        executable = _which(argv0, env_path)
     method = "posix_spawn" if HAVE_POSIX_SPAWN and cwd is None else "popen"
     return LaunchPlan(tuple(argv), executable, base_env, extra_env, cwd, method)
+
+
+@functools.lru_cache(maxsize=256)
+def _which(name: str, path: str) -> str | None:
+    """Memoised: 1000 programs running the same command search PATH once (a cold-start cost).
+    ``forget_lookups`` clears it when a planned executable turned out to be gone."""
+    return shutil.which(name, path=path)
+
+
+def forget_lookups() -> None:
+    _which.cache_clear()
 
 
 def launch(plan: LaunchPlan, stdin: int, stdout: int, stderr: int) -> int:
@@ -92,4 +103,6 @@ def _above_stdio(fd: int) -> int:
     started with closed stdio) would reach the program closed: move it up first."""
     if fd > 2:
         return fd
+    import fcntl  # here, not at the top: this module is imported on Windows too
+
     return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)

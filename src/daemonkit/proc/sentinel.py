@@ -104,7 +104,6 @@ class Sentinel:
     def close(self) -> None:
         """Clean exit: closing the pipe lets the sentinel end whatever is still listed (normally nothing)."""
         if self._w is not None:
-            os.set_blocking(self._w, True)
-            self.flush()
+            self.flush()  # never blocking: a wedged (stopped) sentinel must not hang the shutdown
             os.close(self._w)
             self._w = None

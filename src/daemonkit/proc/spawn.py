@@ -64,14 +64,15 @@ def spawn_detached(argv: Sequence[str], *, log_path: Path, cwd: Path | None = No
     return SpawnResult(identity, breakaway, note)
 
 
-def windowless_python() -> str:
+def windowless_python(python: str | None = None) -> str:
     """For Task Scheduler and Startup items, which would show a console window for ``python.exe``: the
-    GUI-subsystem ``pythonw.exe`` beside ``sys.executable`` when there is one. (A detached spawn from
-    our own process uses ``python.exe`` with ``CREATE_NO_WINDOW`` instead: a hidden console that the
-    daemon's console children inherit, so they do not flash windows either.)"""
-    exe = sys.executable
-    if IS_WINDOWS:
-        candidate = Path(exe).with_name("pythonw.exe")
+    GUI-subsystem ``pythonw.exe`` beside ``python`` (default ``sys.executable``) when there is one. (A
+    detached spawn from our own process uses ``python.exe`` with ``CREATE_NO_WINDOW`` instead: a hidden
+    console that the daemon's console children inherit, so they do not flash windows either.)"""
+    exe = python or sys.executable
+    path = Path(exe)
+    if path.name.lower() == "python.exe":
+        candidate = path.with_name("pythonw.exe")
         if candidate.exists():
             return str(candidate)
     return exe

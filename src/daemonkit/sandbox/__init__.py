@@ -312,7 +312,8 @@ class Sandbox:
             caught.extend(policy.violations[before:])
             del policy.violations[before:]
             entries = self.refused_commands()
-            caught.extend(f"a subprocess ran the real {e['tool']!r} ({' '.join(e['argv'])})" for e in entries[before_log:])
+            caught.extend(f"a subprocess ran the real {e['tool']!r} ({' '.join(e['argv'])})"
+                          for e in entries[before_log:])
             if len(entries) > before_log:
                 log.write_text("".join(json.dumps(e) + "\n" for e in entries[:before_log]))
         if not caught:

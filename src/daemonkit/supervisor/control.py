@@ -164,6 +164,13 @@ class ControlError(Exception):
 
 def request(path: Path, message: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
     """Send one request and wait for its answer. ``ControlError`` when nobody answers."""
+    if sys.platform == "win32":  # a named pipe there (no AF_UNIX in CPython on Windows): winloop.py
+        from .winloop import PipeControlError, pipe_name, pipe_request
+
+        try:
+            return pipe_request(pipe_name(path), message, timeout)
+        except PipeControlError as exc:
+            raise ControlError(str(exc)) from None
     deadline = time.monotonic() + timeout
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:

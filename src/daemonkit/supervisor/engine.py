@@ -32,6 +32,10 @@ from .program import SETTLED_FAILED, UP_STATES, ProgramRunner
 from .readiness import notify_systemd
 from .watch import ChildWatcher, make_watcher
 
+if sys.platform == "win32":  # the same engine on Windows parts (see winloop.py, winprogram.py)
+    from .winloop import WinControlServer as ControlServer, WinLoop as Loop, make_win_watcher as make_watcher  # noqa: F811
+    from .winprogram import WinProgramRunner as ProgramRunner  # noqa: F811
+
 STATE_FLUSH_DELAY = 0.02  # coalesce bursts of changes into one state.json write
 LOCK_RETRY = 0.5  # a `status` probe may hold the lock for an instant; don't mistake it for a rival
 
@@ -96,7 +100,7 @@ class Engine:
             self.watcher = make_watcher(self.loop, self._on_stray)
             if self.sentinel is not None and self.sentinel.pid is not None:
                 self.watcher.watch(self.sentinel.pid, self._on_sentinel_exit)
-            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            for signum in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGHUP", signal.SIGTERM)):
                 self.loop.add_signal_handler(signum, lambda s=signum: self.shutdown(f"signal {signal.Signals(s).name}"))
             for program in self.spec.programs:
                 self.runners[program.name] = ProgramRunner(self, program)

@@ -18,7 +18,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from ..proc.launch import LaunchPlan, launch, plan
+from ..proc.launch import LaunchPlan, forget_lookups, launch, plan
 from ..spec import Program
 from ..store.rotating import RotatingFile
 from . import policy
@@ -127,6 +127,7 @@ class ProgramRunner:
         self.recent_starts.append(now)
         if self.plan.executable is None:
             # Looked up again each time: the executable may have been (re)installed meanwhile.
+            forget_lookups()
             self.plan = self._prepare()
             if self.plan.executable is None:
                 self._spawn_failed(f"executable not found: {self.program.argv[0]!r}")
@@ -139,11 +140,12 @@ class ProgramRunner:
             fds += (out_r, out_w)
             err_r, err_w = os.pipe()
             fds += (err_r, err_w)
-            pid = launch(self.plan, self.engine.devnull, out_w, err_w)
+            pid = self._launch(out_w, err_w)
         except OSError as exc:
             for fd in fds:
                 os.close(fd)
             if isinstance(exc, FileNotFoundError):
+                forget_lookups()
                 self.plan = self._prepare()  # it vanished: forget the stale path
             self._spawn_failed(f"cannot start {self.program.argv[0]!r}: {exc.strerror or exc}")
             return
@@ -158,6 +160,10 @@ class ProgramRunner:
         self.engine.events.emit("spawn", self.name, self.pid, reason=reason)
         self._set_state("starting", reason)
         self._arm_readiness()
+
+    def _launch(self, out_w: int, err_w: int) -> int:
+        """The OS step of a spawn (Windows overrides it: winprogram.py)."""
+        return launch(self.plan, self.engine.devnull, out_w, err_w)
 
     def _spawn_failed(self, why: str) -> None:
         self.engine.events.emit("spawn-failed", self.name, None, reason=why)

@@ -73,10 +73,6 @@ class _BaseWatcher:
     def __len__(self) -> int:
         return len(self._watches)
 
-    def _finish(self, watch: _Watch, status_or_rc: int, *, is_status: bool) -> None:
-        rc = os.waitstatus_to_exitcode(status_or_rc) if is_status else status_or_rc
-        watch.on_exit(watch.pid, rc)
-
     def reap_strays(self) -> None:
         """Reap every exited child. A watched one is handed to its own path (so it is reported once);
         anything else is a re-parented orphan and only reaped."""
