@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 MAX_REQUEST = 64 * 1024
+SEND_TIMEOUT = 10.0  # a client that has not read its answer by then is dropped
 
 Reply = Callable[[dict[str, Any]], None]
 
@@ -96,6 +97,9 @@ class _Connection:
         self.server = server
         self.buffer = b""
         self.answered = False
+        self.closed = False
+        self.out = b""
+        self.timer: Any = None
         server.loop.add_reader(conn.fileno(), self._on_readable)
 
     def _on_readable(self) -> None:
@@ -128,13 +132,33 @@ class _Connection:
         if self.answered:
             return
         self.answered = True
-        self.conn.setblocking(True)
-        self.conn.settimeout(2.0)
-        _send(self.conn, response)
-        self._close()
+        self.server.loop.remove_reader(self.conn.fileno())
+        self.out = (json.dumps(response, default=str) + "\n").encode()
+        self._flush()
+        if self.out and not self.closed:
+            # A client that does not read its (large) answer must not block the loop, which also
+            # restarts programs: finish writing when the socket is writable, or give up after a while.
+            self.server.loop.add_writer(self.conn.fileno(), self._flush)
+            self.timer = self.server.loop.call_later(SEND_TIMEOUT, self._close)
+
+    def _flush(self) -> None:
+        try:
+            sent = self.conn.send(self.out)
+            self.out = self.out[sent:]
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.out = b""
+        if not self.out:
+            self._close()
 
     def _close(self) -> None:
-        self.server.loop.remove_reader(self.conn.fileno())
+        if self.closed:
+            return
+        self.closed = True
+        if self.timer is not None:
+            self.timer.cancel()
+        self.server.loop.remove_reader(self.conn.fileno())  # unregisters a writer too
         try:
             self.conn.close()
         except OSError:
