@@ -58,6 +58,7 @@ export WINEPREFIX="$PREFIX" WINEDEBUG=-all
 wine "C:\\Python3$MINOR\\python.exe" -c "import pytest, psutil, platformdirs, tomli_w, win32job, win32service; print('ok')" \
   </dev/null 2>&1 | cat > "$PREFIX/.check"
 wineserver -k 2>/dev/null || true
+exec 9>&-  # release the lock (a wineserver started above was ended: it would have inherited it)
 grep -q '^ok' "$PREFIX/.check" || { echo "setup-wine: the Windows interpreter cannot import its packages:" >&2; cat "$PREFIX/.check" >&2; exit 1; }
 echo "$WANT" > "$STAMP"
 echo "setup-wine: ready ($PREFIX)"

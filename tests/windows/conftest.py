@@ -10,7 +10,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import pytest
 
@@ -47,3 +47,9 @@ def argdump(tmp_path: Path) -> Callable[[], list[list[str]]]:
         os.environ.pop(key, None)
 
 
+@pytest.fixture
+def dk_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A private DAEMONKIT_HOME for the test."""
+    root = tmp_path / "dkhome"
+    monkeypatch.setenv("DAEMONKIT_HOME", str(root))
+    yield root

@@ -154,3 +154,25 @@ def test_denied_breakaway_is_recorded_and_shown_by_status_deep(tmp_path, env):
 
     # The parent has exited, its job closed, and the supervisor inside it was ended with it.
     assert wait_until(lambda: not probe_lock(Path(env["DAEMONKIT_HOME"]) / "web" / "supervisor.lock").held, 20)
+
+
+def test_install_with_the_startup_backend_and_uninstall(tmp_path, env):
+    """``install`` through the CLI (the logon task is a stub under Wine, so the Startup backend is asked
+    for): registered, started now, running under that backend; ``uninstall`` leaves the folder as it was."""
+    from daemonkit.backends.startup import known_startup_folder
+
+    folder = known_startup_folder()
+    before = sorted(os.listdir(folder))
+    assert _cli("add", "web", "--", sys.executable, "-c", "import time; time.sleep(120)", env=env).returncode == 0
+    try:
+        installed = _cli("install", "web", "--backend", "startup", env=env)
+        assert installed.returncode == 0, installed.stdout + installed.stderr
+        assert sorted(os.listdir(folder)) == sorted(before + ["daemonkit-web.cmd"])
+        status = _status(env)
+        assert status["running"] and status["backend"] == "startup"
+        assert status["programs"][0]["state"] == "running"
+    finally:
+        removed = _cli("uninstall", "web", env=env)
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert sorted(os.listdir(folder)) == before
+    assert not _status(env)["running"]

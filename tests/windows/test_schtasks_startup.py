@@ -35,6 +35,13 @@ def _spec(name: str = "gateway") -> Spec:
     return Spec(name=name, programs=(Program("web", (sys.executable, "-c", "import time; time.sleep(60)")),))
 
 
+class Spawns(list):
+    """Records the supervisor starts a backend asks for (instead of starting one)."""
+
+    def __call__(self, home: Home, python: str, backend: str) -> None:
+        self.append((str(home.path), python, backend))
+
+
 def _ctx(tmp_path: Path, fake: FakeSchtasks, **env: str) -> BackendContext:
     base = {"SYSTEMROOT": "C:\\windows", "USERNAME": "Jörg 100%", "USERDOMAIN": "WORKGROUP"}
     return BackendContext(runner=fake.runner, python=sys.executable, env={**base, **env},
@@ -92,10 +99,12 @@ def test_task_arguments_reach_the_supervisor_exactly(tmp_path, home):
 def test_install_registers_from_utf16_xml_with_exact_command_lines(tmp_path, home):
     fake = FakeSchtasks()
     ctx = _ctx(tmp_path, fake)
-    backend = SchtasksBackend(ctx)
+    spawns = Spawns()
+    backend = SchtasksBackend(ctx, spawner=spawns)
     spec = _spec()
     lines = backend.install(spec, home)
     name = task_name(spec, ctx)
+    assert fake.runs == [name] and spawns == []  # started now through Task Scheduler itself
     exe = "C:\\windows\\System32\\schtasks.exe"
     assert name == "daemonkit-gateway-J_rg_100_"
     assert fake.calls[0] == (exe, "/Create", "/TN", name, "/XML", str(home.path / "task.xml"), "/F")
@@ -111,7 +120,7 @@ def test_install_registers_from_utf16_xml_with_exact_command_lines(tmp_path, hom
     backend.install(spec, home)  # re-install repairs it
     assert backend.status(spec, home).drift == []
     backend.start(spec, home)
-    assert fake.runs == [name]
+    assert fake.runs == [name] * 3
     removed = backend.uninstall(spec, home)
     assert fake.tasks == {} and any("removed the logon task" in line for line in removed)
     assert [c[1] for c in fake.calls[-3:]] == ["/Query", "/End", "/Delete"]
@@ -122,10 +131,12 @@ def test_access_denied_falls_back_to_one_startup_item_and_back(tmp_path, home):
     fake = FakeSchtasks()
     fake.create_error = (1, "FEHLER: Zugriff verweigert\n")  # localized: decisions never parse the text
     ctx = _ctx(tmp_path, fake)
-    backend = SchtasksBackend(ctx)
+    spawns = Spawns()
+    backend = SchtasksBackend(ctx, spawner=spawns)
     spec = _spec()
     lines = backend.install(spec, home)
     item = tmp_path / "Startup" / launcher_name(spec)
+    assert spawns == [(str(home.path), sys.executable, "startup")] and fake.runs == []
     assert item.exists() and any("using your Startup folder instead" in line for line in lines)
     assert sorted(p.name for p in item.parent.iterdir()) == [item.name], "exactly one file, no temp files"
     status = backend.status(spec, home)
@@ -135,7 +146,7 @@ def test_access_denied_falls_back_to_one_startup_item_and_back(tmp_path, home):
     backend.install(spec, home)
     assert task_name(spec, ctx) in fake.tasks and not item.exists()
     # And the Startup backend removes the task when it takes over.
-    StartupBackend(ctx).install(spec, home)
+    StartupBackend(ctx, spawner=spawns).install(spec, home)
     assert fake.tasks == {} and item.exists()
     backend.uninstall(spec, home)
     assert not item.exists() and list(item.parent.iterdir()) == []
@@ -185,7 +196,7 @@ def test_real_startup_folder_is_left_as_it_was(tmp_path, home):
     fake = FakeSchtasks()
     ctx = BackendContext(runner=fake.runner, python=sys.executable,
                          env={"SYSTEMROOT": "C:\\windows", "USERNAME": "tester"})
-    backend = StartupBackend(ctx)  # no startup_dir override: the real folder of this (Wine) profile
+    backend = StartupBackend(ctx, spawner=Spawns())  # no startup_dir override: this (Wine) profile's folder
     folder = known_startup_folder()
     before = sorted(os.listdir(folder))
     spec = _spec("startup-probe")
@@ -211,11 +222,13 @@ def test_simulated_logon_starts_the_daemon_and_uninstall_leaves_the_folder_as_be
     home = api.save_spec(spec)
     ctx = BackendContext(runner=FakeSchtasks().runner, python=sys.executable,
                          env={"SYSTEMROOT": "C:\\windows", "USERNAME": "tester"})
-    backend = StartupBackend(ctx)
+    spawns = Spawns()
+    backend = StartupBackend(ctx, spawner=spawns)
     folder = known_startup_folder()
     before = sorted(os.listdir(folder))
     try:
         backend.install(spec, home)
+        assert len(spawns) == 1 and not api.status_of(spec, home).running  # only the logon below starts it
         assert "pythonw.exe" in backend.render(spec, home)[0].text
         subprocess.run(["wineboot.exe"], capture_output=True, timeout=60)  # a logon
         assert wait_until(lambda: api.status_of(spec, home).running, 60), "the Startup item did not start it"

@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape
 
 from ..errors import DaemonkitError
@@ -142,9 +142,9 @@ def encode_task_xml(text: str) -> bytes:
 class SchtasksBackend:
     name = "schtasks"
 
-    def __init__(self, ctx: BackendContext | None = None) -> None:
+    def __init__(self, ctx: BackendContext | None = None, *, spawner: Any = None) -> None:
         self.ctx = ctx if ctx is not None else BackendContext()
-        self.startup = StartupBackend(self.ctx)
+        self.startup = StartupBackend(self.ctx, spawner=spawner)  # the fallback
 
     def _run(self, *args: str):  # type: ignore[no-untyped-def]
         return self.ctx.runner.run([schtasks_exe(self.ctx), *args], timeout=SCHTASKS_TIMEOUT)
@@ -176,7 +176,9 @@ class SchtasksBackend:
             lines.append(f"registered the logon task {name} (Task Scheduler)")
             if self._startup_exists(spec):  # exactly one autostart
                 lines += self.startup.uninstall(spec, home)
-            lines.append(f"{spec.name} starts at your next logon and is restarted by Task Scheduler if it fails")
+            self.start(spec, home)  # now, through Task Scheduler (the caller waits until it is ready)
+            lines.append(f"{spec.name} starts at each logon and is restarted by Task Scheduler if it fails; "
+                         "started it now")
             return lines
         why = created.summary()
         lines.append(f"could not register the logon task {name} ({why}); using your Startup folder instead "

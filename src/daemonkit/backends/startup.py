@@ -24,7 +24,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from ..errors import DaemonkitError
 from . import _files
@@ -95,11 +95,16 @@ def render_launcher(spec: "Spec", home: "Home", python: str) -> bytes:
     return ("\r\n".join(lines) + "\r\n").encode("utf-8")
 
 
+Spawner = Callable[["Home", str, str], None]
+
+
 class StartupBackend:
     name = "startup"
 
-    def __init__(self, ctx: BackendContext | None = None) -> None:
+    def __init__(self, ctx: BackendContext | None = None, *, spawner: "Spawner | None" = None) -> None:
+        """``spawner(home, python, backend)`` starts the supervisor now (tests record it instead)."""
         self.ctx = ctx if ctx is not None else BackendContext()
+        self.spawner = spawner or spawn_supervisor
 
     # ------------------------------------------------------------------ where
     def folder(self) -> Path:
@@ -141,8 +146,8 @@ class StartupBackend:
             write_outside_then_move(artifact, home.path)
             lines.append(f"wrote {artifact.path}")
         lines += remove_logon_task(spec, home, self.ctx)  # exactly one autostart
-        lines.append(f"{spec.name} starts at your next logon (Startup folder); start it now with "
-                     f"'daemonkit start {spec.name}'")
+        self.start(spec, home)  # like a logon would, now (the caller waits until it is ready)
+        lines.append(f"{spec.name} starts at each logon from your Startup folder; started it now")
         return lines
 
     def uninstall(self, spec: "Spec", home: "Home") -> list[str]:
@@ -151,9 +156,11 @@ class StartupBackend:
         return [f"removed {path}" if removed else f"no Startup item {path}"]
 
     def start(self, spec: "Spec", home: "Home") -> None:
-        from .. import api
+        """Spawn the supervisor detached, as the launcher would (the caller waits for readiness)."""
+        from ..store.lock import probe_lock
 
-        api.start_supervisor(spec, home)
+        if not probe_lock(home.lock_file).held:
+            self.spawner(home, self.ctx.python, "startup")
 
     def stop(self, spec: "Spec", home: "Home") -> None:
         from .. import api
@@ -175,6 +182,20 @@ class StartupBackend:
                              enabled=content is not None, drift=drift,
                              detail=f"Startup item {path}" if content is not None else f"no Startup item at {path}",
                              evidence=[str(path)])
+
+
+def spawn_supervisor(home: "Home", python: str, backend: str) -> None:
+    """Start ``supervise --backend BACKEND`` detached (hidden console, breakaway with fallback); a denied
+    breakaway is recorded for ``status --deep``: that supervisor dies with its starter's job."""
+    from ..proc.spawn import spawn_detached
+    from ..store.events import EventLog
+
+    spawned = spawn_detached(supervisor_argv(home, python) + ["--backend", backend], log_path=home.supervisor_log,
+                             cwd=home.path)
+    if spawned.breakaway is False:
+        ledger = EventLog(home.events_file)
+        ledger.emit("breakaway-denied", None, spawned.identity.pid, note=spawned.note)
+        ledger.close()
 
 
 def write_outside_then_move(artifact: Artifact, staging_dir: Path) -> None:
