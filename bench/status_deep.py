@@ -86,7 +86,9 @@ def table(rows: list[dict[str, float]], runs: int) -> str:
         f"{runs} runs per N, median / p95 in ms. Each `status --deep` is a fresh interpreter running all 12 "
         "probes against a live supervisor with N `sleep` programs; *floor* is `python3 -c pass` measured "
         "interleaved in the same run; *in-process* is `daemonkit.doctor.diagnose()` called from a warm "
-        "interpreter (what a host app pays).",
+        "interpreter (what a host app pays). *plain status* shows what the probes add over `status`. "
+        f"Load average at the end: {os.getloadavg()[0]:.1f} on this shared 2-core machine, so compare columns "
+        "within a row (the floor moves with the load).",
         "",
         "| N | floor | status --deep | ratio to floor | status --deep minus floor | plain status | in-process diagnose() |",
         "|---:|---:|---:|---:|---:|---:|---:|",

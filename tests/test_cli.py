@@ -186,9 +186,12 @@ def test_unwritable_home(cli, dk_env, tmp_path) -> None:  # type: ignore[no-unty
     blocker = tmp_path / "blocker"
     blocker.write_text("")
     env = dict(dk_env, DAEMONKIT_HOME=str(blocker / "sub"))
-    from conftest import run_cli
+    # Not 'from conftest import run_cli': once tests/windows/conftest.py is collected, the module
+    # named 'conftest' is that one, and the import fails in a full run.
+    import subprocess
 
-    result = run_cli("add", "x", "--", "true", env=env)
+    result = subprocess.run([sys.executable, "-m", "daemonkit", "add", "x", "--", "true"], capture_output=True,
+                            text=True, env=env, timeout=60)
     assert result.returncode == 1
     assert "cannot create daemon home" in result.stderr and "DAEMONKIT_HOME" in result.stderr
 

@@ -80,7 +80,9 @@ def test_restart_of_a_stopped_daemon_starts_it(cli) -> None:  # type: ignore[no-
 
 
 def test_run_in_the_foreground_until_interrupted(dk_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from conftest import run_cli
+    def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        # Not 'from conftest import run_cli': in a full run 'conftest' is tests/windows/conftest.py.
+        return subprocess.run([PY, "-m", "daemonkit", *args], capture_output=True, text=True, env=env, timeout=60)
 
     assert run_cli("add", "fg", "--", *SLEEPER, env=dk_env).returncode == 0
     proc = subprocess.Popen([PY, "-m", "daemonkit", "run", "fg"], env=dk_env, stdout=subprocess.PIPE,

@@ -291,6 +291,9 @@ def test_a_stepped_wall_clock_is_not_mistaken_for_a_recycled_pid(cli, started) -
     "recycled"."""
     if not sys.platform.startswith("linux"):
         pytest.skip("the lock table (/proc/locks) is Linux")
+    # Let the supervisor's last coalesced state write land first: it would undo the edit below.
+    wait_for(lambda: json.loads((started / "state.json").read_text())["programs"]["d"]["state"] == "running")
+    time.sleep(0.5)
     for name in ("supervisor.lock", "supervisor.pid", "state.json"):
         path = started / name
         data = json.loads(path.read_text().splitlines()[0])

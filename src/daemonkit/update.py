@@ -163,7 +163,8 @@ def schedule_watcher(spec: "Spec", home: "Home", *, expect: "ProcessIdentity | N
         argv += ["--timeout", repr(float(timeout))]
     # The launcher re-spawns the watcher detached and exits, so the watcher leaves our process tree
     # (a supervisor stopping the program that called us ends that program's tree, not the watcher).
-    launched = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    launched = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+                              env=watcher_env())
     if launched.returncode != 0:
         raise DaemonkitError(f"could not start the respawn watcher for {spec.name}",
                              (launched.stderr.strip() or launched.stdout.strip()
@@ -186,7 +187,7 @@ def launch_watcher(argv_tail: Sequence[str], home: "Home") -> int:
     from .proc.spawn import spawn_detached
 
     argv = [sys.executable, "-m", "daemonkit", "respawn", *argv_tail]
-    spawned = spawn_detached(argv, log_path=home.logs_dir / RESPAWN_LOG, cwd=home.path)
+    spawned = spawn_detached(argv, log_path=home.logs_dir / RESPAWN_LOG, cwd=home.path, env=watcher_env())
     if spawned.breakaway is False:
         from .store.events import EventLog
 
@@ -226,6 +227,16 @@ def run_watcher(spec: "Spec", home: "Home", *, expect: "ProcessIdentity | None",
         return 0
     finally:
         ledger.close()
+
+
+# What a supervisor gives each program: a process carrying these belongs to that program, and is ended
+# with it (the supervisor kills adopted orphans named by DAEMONKIT_PROGRAM when the program exits).
+_PROGRAM_ENV = ("DAEMONKIT_PROGRAM", "NOTIFY_SOCKET", "DAEMONKIT_STOP_EVENT")
+
+
+def watcher_env() -> dict[str, str]:
+    """The caller's environment without the marks of a program: the watcher is nobody's child."""
+    return {k: v for k, v in os.environ.items() if k not in _PROGRAM_ENV}
 
 
 def wait_gone(identity: "ProcessIdentity", timeout: float) -> bool:

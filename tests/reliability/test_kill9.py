@@ -76,8 +76,9 @@ def test_cli_killed_mid_install_then_uninstall(sandbox: Sandbox, delay: float) -
     last = sandbox.cli("uninstall", "i")
     assert last.returncode in (0, 4), last.stderr  # 4: the killed one had finished
     sandbox.assert_nothing_running()
-    assert not (sandbox.home("i") / "install.json").exists()
-    assert sandbox.cli("remove", "i").returncode == 0
+    assert not (sandbox.home("i") / "install.json").exists(), (last.stdout, last.stderr)
+    removed = sandbox.cli("remove", "i")
+    assert removed.returncode == 0, removed.stdout + removed.stderr
     assert _inventory(sandbox.root) == before
 
 

@@ -141,3 +141,43 @@ def test_control_channel_abuse_does_not_hang_or_leak(sandbox: Sandbox) -> None:
         s.close()
     wait_for(lambda: supervisor.num_fds() <= baseline, 15, what=f"fds back to {baseline}")
     assert sandbox.cli("stop", "ctl").returncode == 0
+
+
+def test_clients_that_never_read_their_answer_do_not_stall_the_supervisor(sandbox: Sandbox) -> None:
+    """A status answer larger than a socket buffer (here ~300 KB: a program whose 150 KB executable path
+    was not found) sent to clients that never read it: the supervisor keeps answering others and
+    restarting programs (it used to block up to 2 s in sendall per such client, one after the other)."""
+    huge = "/nonexistent/" + "x" * 150_000
+    sandbox.start_spec("stall", {
+        "ok": {"argv": [PY, "-c", SLEEP], "restart": "always", "backoff": QUICK},
+        "big": {"argv": [huge], "restart": "never", "autostart": False},
+    })
+    assert sandbox.cli("start", "stall", "--program", "big").returncode != 0  # fails, with a huge reason
+    from daemonkit.paths import Home
+
+    path = str(Home(sandbox.home("stall")).control_socket)
+    stuck = []
+    for _ in range(10):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(path)
+        s.sendall(b'{"op": "status"}\n')
+        stuck.append(s)  # and never read
+    try:
+        time.sleep(1.0)  # the supervisor has read all ten requests and is answering them
+        # Another client that does read gets its whole answer at once. Sending each stuck answer with a
+        # blocking 2 s timeout, one after the other, made it wait ~20 s.
+        from daemonkit.supervisor.control import request
+
+        began = time.monotonic()
+        answer = request(Path(path), {"op": "status"}, timeout=30)
+        assert answer["ok"] and time.monotonic() - began < 10, time.monotonic() - began
+        (old,) = [p for p in sandbox.programs() if p.environ().get("DAEMONKIT_PROGRAM") == "ok"]
+        old.kill()
+        # Blocking 2 s per stuck client would take 20 s; an event-driven supervisor restarts at once.
+        wait_for(lambda: [p for p in sandbox.programs() if p.environ().get("DAEMONKIT_PROGRAM") == "ok"
+                          and p.pid != old.pid], 10, what="ok restarted while 10 clients sit on big answers")
+    finally:
+        for s in stuck:
+            s.close()
+    assert sandbox.status("stall")["running"]
+    assert sandbox.cli("stop", "stall").returncode == 0

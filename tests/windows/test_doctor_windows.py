@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from daemonkit import api
 from daemonkit.doctor import diagnose
 from daemonkit.doctor.table import render_deep
@@ -22,7 +24,8 @@ def _probe(report: dict, number: int) -> dict:
     return next(p for p in report["probes"] if p["number"] == number)
 
 
-def test_stale_record_of_a_dead_supervisor_on_windows(dk_home: Path) -> None:
+def test_stale_record_of_a_dead_supervisor_on_windows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DAEMONKIT_HOME", str(tmp_path / "dkhome"))
     spec = Spec(name="w", programs=(Program("p", (sys.executable, "-c", "import time; time.sleep(60)")),))
     home = api.save_spec(spec)
     report = diagnose(spec, home)

@@ -51,9 +51,14 @@ def spawn_detached(argv: Sequence[str], *, log_path: Path, cwd: Path | None = No
                                          cwd=str(cwd) if cwd else None, env=env)
             proc, breakaway, note = spawned.proc, spawned.breakaway, spawned.note
         else:
+            # A detached spawn leaves its caller's tree on purpose (a supervisor, an update watcher),
+            # even when the caller is a supervised program: without the program's name, the
+            # supervisor that adopts it does not end it with that program (see kill_leftovers).
+            child_env = dict(os.environ if env is None else env)
+            child_env.pop("DAEMONKIT_PROGRAM", None)
             proc = subprocess.Popen(list(argv), start_new_session=True, stdin=subprocess.DEVNULL, stdout=log_fd,
                                     stderr=subprocess.STDOUT, cwd=str(cwd) if cwd else None,
-                                    env=dict(env) if env is not None else None, close_fds=True)
+                                    env=child_env, close_fds=True)
             breakaway, note = None, ""
     finally:
         os.close(log_fd)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 MAX_REQUEST = 64 * 1024
+SEND_TIMEOUT = 10.0  # a client that has not read its answer by then is dropped
 
 Reply = Callable[[dict[str, Any]], None]
 
@@ -66,7 +67,10 @@ class ControlServer:
             if refusal:
                 self.on_refused(refusal)
                 _send(conn, {"ok": False, "error": refusal})
-                conn.close()
+                # Not closed yet: closing with the client's request unread would reset the connection
+                # (EPIPE on its send, ECONNRESET on its read) before it could read why it was refused.
+                conn.setblocking(False)
+                _Refused(conn, self)
                 continue
             conn.setblocking(False)
             _Connection(conn, self)
@@ -93,6 +97,9 @@ class _Connection:
         self.server = server
         self.buffer = b""
         self.answered = False
+        self.closed = False
+        self.out = b""
+        self.timer: Any = None
         server.loop.add_reader(conn.fileno(), self._on_readable)
 
     def _on_readable(self) -> None:
@@ -125,17 +132,59 @@ class _Connection:
         if self.answered:
             return
         self.answered = True
-        self.conn.setblocking(True)
-        self.conn.settimeout(2.0)
-        _send(self.conn, response)
-        self._close()
+        self.server.loop.remove_reader(self.conn.fileno())
+        self.out = (json.dumps(response, default=str) + "\n").encode()
+        self._flush()
+        if self.out and not self.closed:
+            # A client that does not read its (large) answer must not block the loop, which also
+            # restarts programs: finish writing when the socket is writable, or give up after a while.
+            self.server.loop.add_writer(self.conn.fileno(), self._flush)
+            self.timer = self.server.loop.call_later(SEND_TIMEOUT, self._close)
+
+    def _flush(self) -> None:
+        try:
+            sent = self.conn.send(self.out)
+            self.out = self.out[sent:]
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.out = b""
+        if not self.out:
+            self._close()
 
     def _close(self) -> None:
-        self.server.loop.remove_reader(self.conn.fileno())
+        if self.closed:
+            return
+        self.closed = True
+        if self.timer is not None:
+            self.timer.cancel()
+        self.server.loop.remove_reader(self.conn.fileno())  # unregisters a writer too
         try:
             self.conn.close()
         except OSError:
             pass
+
+
+class _Refused:
+    """A refused peer: its request is read and dropped until it hangs up (bounded), then closed."""
+
+    def __init__(self, conn: socket.socket, server: ControlServer) -> None:
+        self.conn = conn
+        self.server = server
+        self.seen = 0
+        server.loop.add_reader(conn.fileno(), self._on_readable)
+
+    def _on_readable(self) -> None:
+        try:
+            data = self.conn.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        self.seen += len(data)
+        if not data or self.seen > MAX_REQUEST:
+            self.server.loop.remove_reader(self.conn.fileno())
+            self.conn.close()
 
 
 def _send(conn: socket.socket, response: dict[str, Any]) -> None:

@@ -167,14 +167,16 @@ class Engine:
         subreaper). Linux only (``/proc/self/task/*/children``); a cheap read when there are none."""
         if not sys.platform.startswith("linux"):
             return []
-        known = set(self._by_pid)
-        if self.sentinel is not None and self.sentinel.pid is not None:
-            known.add(self.sentinel.pid)
+        known = self._by_pid  # looked up, not copied: this runs on every program exit
+        sentinel = self.sentinel.pid if self.sentinel is not None else None
         found: list[int] = []
         try:
             for tid in os.listdir("/proc/self/task"):
                 with open(f"/proc/self/task/{tid}/children") as f:
-                    found += [int(pid) for pid in f.read().split() if int(pid) not in known]
+                    for word in f.read().split():
+                        pid = int(word)
+                        if pid not in known and pid != sentinel:
+                            found.append(pid)
         except OSError:
             return []
         return found

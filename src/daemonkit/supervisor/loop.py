@@ -57,6 +57,10 @@ class Loop:
     def add_reader(self, fd: int, callback: Callback) -> None:
         self._selector.register(fd, selectors.EVENT_READ, callback)
 
+    def add_writer(self, fd: int, callback: Callback) -> None:
+        """Run ``callback`` when ``fd`` is writable (``remove_reader`` unregisters it too)."""
+        self._selector.register(fd, selectors.EVENT_WRITE, callback)
+
     def remove_reader(self, fd: int) -> None:
         try:
             self._selector.unregister(fd)
