@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..proc.identity import ProcessIdentity
 from ..store.events import EVENTS_MAX_BYTES
 from ..store.lock import LockProbe, probe_lock
 from ..store.records import ReadResult, read_pid_record, read_record, read_state
@@ -113,14 +114,9 @@ class Facts:
 
 
 def _identity(data: Any) -> tuple[int, float] | None:
-    if not isinstance(data, dict):
-        return None
-    pid, ctime = data.get("pid"), data.get("create_time")
-    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
-        return None
-    if isinstance(ctime, bool) or not isinstance(ctime, (int, float)):
-        return None
-    return pid, float(ctime)
+    # The record format is identity's; the doctor works on plain (pid, create_time) tuples.
+    identity = ProcessIdentity.from_record(data)
+    return None if identity is None else (identity.pid, identity.create_time)
 
 
 def _mtime(path: Path) -> float | None:
