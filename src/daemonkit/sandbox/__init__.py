@@ -302,15 +302,12 @@ class Sandbox:
         not held against the test, and yielded as a list of messages."""
         policy = guard.active() or self.policy
         log = self.root / _REFUSED_LOG
-        before, before_log = len(policy.violations), len(self.refused_commands())
+        before_log = len(self.refused_commands())
         caught: list[str] = []
         try:
-            yield caught
-        except SandboxViolation:
-            pass
+            with guard.collect_refusals(policy, caught):
+                yield caught
         finally:
-            caught.extend(policy.violations[before:])
-            del policy.violations[before:]
             entries = self.refused_commands()
             caught.extend(f"a subprocess ran the real {e['tool']!r} ({' '.join(e['argv'])})"
                           for e in entries[before_log:])

@@ -165,17 +165,25 @@ def expect_refusal(policy: Policy | None = None) -> Iterator[list[str]]:
     policy = policy or active()
     if policy is None:
         raise RuntimeError("expect_refusal() needs an active daemonkit sandbox or session guard")
-    before = len(policy.violations)
     caught: list[str] = []
-    try:
+    with collect_refusals(policy, caught):
         yield caught
+    if not caught:
+        raise AssertionError("expected the daemonkit sandbox to refuse something in this block; nothing was refused")
+
+
+@contextmanager
+def collect_refusals(policy: Policy, caught: list[str]) -> Iterator[None]:
+    """Swallow a refusal raised in the block and move the policy's violations recorded meanwhile into
+    ``caught``, so they are not held against the test (the shared part of both ``expect_refusal``s)."""
+    before = len(policy.violations)
+    try:
+        yield
     except SandboxViolation:
         pass
     finally:
         caught.extend(policy.violations[before:])
         del policy.violations[before:]
-    if not caught:
-        raise AssertionError("expected the daemonkit sandbox to refuse something in this block; nothing was refused")
 
 
 class paused:
