@@ -103,12 +103,9 @@ class _Connection:
         server.loop.add_reader(conn.fileno(), self._on_readable)
 
     def _on_readable(self) -> None:
-        try:
-            data = self.conn.recv(65536)
-        except (BlockingIOError, InterruptedError):
+        data = _recv(self.conn)
+        if data is None:
             return
-        except OSError:
-            data = b""
         if not data:
             self._close()
             return
@@ -175,16 +172,24 @@ class _Refused:
         server.loop.add_reader(conn.fileno(), self._on_readable)
 
     def _on_readable(self) -> None:
-        try:
-            data = self.conn.recv(65536)
-        except (BlockingIOError, InterruptedError):
+        data = _recv(self.conn)
+        if data is None:
             return
-        except OSError:
-            data = b""
         self.seen += len(data)
         if not data or self.seen > MAX_REQUEST:
             self.server.loop.remove_reader(self.conn.fileno())
             self.conn.close()
+
+
+def _recv(conn: socket.socket) -> bytes | None:
+    """One read from a non-blocking connection: ``None`` when nothing is there after all (a spurious
+    wakeup), ``b""`` at its end; a broken connection counts as ended."""
+    try:
+        return conn.recv(65536)
+    except (BlockingIOError, InterruptedError):
+        return None
+    except OSError:
+        return b""
 
 
 def _send(conn: socket.socket, response: dict[str, Any]) -> None:
