@@ -12,36 +12,22 @@ provides the same interface there, fed by threads waiting on process handles.
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import os
 import selectors
 import signal
 import threading
-import time
 from collections import deque
 from typing import Callable
+
+from .timers import TimerQueue
 
 Callback = Callable[[], None]
 
 
-class Timer:
-    __slots__ = ("deadline", "callback", "cancelled")
-
-    def __init__(self, deadline: float, callback: Callback) -> None:
-        self.deadline = deadline
-        self.callback = callback
-        self.cancelled = False
-
-    def cancel(self) -> None:
-        self.cancelled = True
-
-
-class Loop:
+class Loop(TimerQueue):
     def __init__(self) -> None:
         self._selector = selectors.DefaultSelector()
-        self._timers: list[tuple[float, int, Timer]] = []
-        self._seq = itertools.count()
+        super().__init__()
         self._ready: deque[Callback] = deque()
         self._threadsafe: deque[Callback] = deque()
         self._signal_callbacks: dict[int, Callback] = {}
@@ -66,11 +52,6 @@ class Loop:
             self._selector.unregister(fd)
         except (KeyError, ValueError):
             pass
-
-    def call_later(self, delay: float, callback: Callback) -> Timer:
-        timer = Timer(time.monotonic() + max(0.0, delay), callback)
-        heapq.heappush(self._timers, (timer.deadline, next(self._seq), timer))
-        return timer
 
     def call_soon(self, callback: Callback) -> None:
         self._ready.append(callback)
@@ -115,23 +96,6 @@ class Loop:
         self._run_due_timers()
         while self._ready:
             self._ready.popleft()()
-
-    def _next_timeout(self) -> float | None:
-        if self._ready or self._threadsafe:
-            return 0.0
-        while self._timers and self._timers[0][2].cancelled:
-            heapq.heappop(self._timers)
-        if not self._timers:
-            return None  # nothing pending: sleep until the OS has news
-        return max(0.0, self._timers[0][0] - time.monotonic())
-
-    def _run_due_timers(self) -> None:
-        now = time.monotonic()
-        while self._timers and (self._timers[0][0] <= now or self._timers[0][2].cancelled):
-            _, _, timer = heapq.heappop(self._timers)
-            if not timer.cancelled:
-                timer.cancelled = True
-                timer.callback()
 
     def _drain_wake_pipe(self) -> None:
         signums: set[int] = set()

@@ -26,7 +26,7 @@ from .readiness import NotifyListener, check_once
 
 if TYPE_CHECKING:
     from .engine import Engine
-    from .loop import Timer
+    from .timers import Timer
 
 UP_STATES = ("running", "ready")
 # States in which a start request has an answer: up, or failed in a way that needs a human or time.

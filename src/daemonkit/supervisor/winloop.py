@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
-import heapq
-import itertools
 import json
 import os
 import sys
@@ -31,6 +29,8 @@ import time
 from collections import deque
 from ctypes import wintypes
 from typing import Any, Callable
+
+from .timers import TimerQueue
 
 if sys.platform != "win32":  # pragma: no cover - imported only on Windows
     raise ImportError("daemonkit.supervisor.winloop is Windows-only")
@@ -70,22 +70,9 @@ _SetConsoleCtrlHandler = _k32.SetConsoleCtrlHandler
 _SetConsoleCtrlHandler.argtypes = [_HandlerRoutine, wintypes.BOOL]
 
 
-class Timer:
-    __slots__ = ("deadline", "callback", "cancelled")
-
-    def __init__(self, deadline: float, callback: Callback) -> None:
-        self.deadline = deadline
-        self.callback = callback
-        self.cancelled = False
-
-    def cancel(self) -> None:
-        self.cancelled = True
-
-
-class WinLoop:
+class WinLoop(TimerQueue):
     def __init__(self) -> None:
-        self._timers: list[tuple[float, int, Timer]] = []
-        self._seq = itertools.count()
+        super().__init__()
         self._ready: deque[Callback] = deque()
         self._threadsafe: deque[Callback] = deque()
         self._lock = threading.Lock()
@@ -104,11 +91,6 @@ class WinLoop:
 
     def remove_reader(self, fd: int) -> None:
         pass
-
-    def call_later(self, delay: float, callback: Callback) -> Timer:
-        timer = Timer(time.monotonic() + max(0.0, delay), callback)
-        heapq.heappush(self._timers, (timer.deadline, next(self._seq), timer))
-        return timer
 
     def call_soon(self, callback: Callback) -> None:
         self._ready.append(callback)
@@ -163,23 +145,6 @@ class WinLoop:
         self._run_due_timers()
         while self._ready:
             self._ready.popleft()()
-
-    def _next_timeout(self) -> float | None:
-        if self._ready or self._threadsafe:
-            return 0.0
-        while self._timers and self._timers[0][2].cancelled:
-            heapq.heappop(self._timers)
-        if not self._timers:
-            return None
-        return max(0.0, self._timers[0][0] - time.monotonic())
-
-    def _run_due_timers(self) -> None:
-        now = time.monotonic()
-        while self._timers and (self._timers[0][0] <= now or self._timers[0][2].cancelled):
-            _, _, timer = heapq.heappop(self._timers)
-            if not timer.cancelled:
-                timer.cancelled = True
-                timer.callback()
 
     def close(self) -> None:
         self._stopped.set()
