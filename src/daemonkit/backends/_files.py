@@ -8,11 +8,12 @@ Every failure becomes a ``DaemonkitError`` naming the path, the OS reason and wh
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 from ..errors import DaemonkitError
 from ..paths import make_dirs
 from ..store.atomic import write_bytes_atomic
-from .base import Artifact
+from .base import Artifact, BackendStatus
 
 # The first line of every file daemonkit writes into a service manager's directory. It is how
 # ``install`` tells its own files from a hand-written or another tool's file of the same name.
@@ -96,4 +97,27 @@ def is_ours(content: bytes) -> bool:
     """Whether the file carries daemonkit's marker in its first lines (comment syntax differs by format)."""
     head = content[:512].decode("utf-8", errors="replace")
     return MARKER in head
+
+
+def read_installed(status: BackendStatus, path: Path, kind: str,
+                   ours: Callable[[bytes], bool] = is_ours) -> bytes | None:
+    """The first steps of a file-based backend's ``status``: read the installed ``kind`` file ("unit
+    file", "plist") and note what was found on ``status``. Its bytes, with ``status.installed`` set, when
+    it is there and daemonkit's; otherwise None and ``status.detail`` says why (plus drift when another
+    file is in the way)."""
+    try:
+        existing = read_file(path)
+    except DaemonkitError as exc:
+        status.detail = exc.message
+        return None
+    status.evidence.append(f"{kind}: {path}" + (" (absent)" if existing is None else ""))
+    if existing is None:
+        status.detail = f"no {kind} at {path}"
+        return None
+    if not ours(existing):
+        status.detail = f"{path} exists but was not written by daemonkit"
+        status.drift.append(status.detail)
+        return None
+    status.installed = True
+    return existing
 

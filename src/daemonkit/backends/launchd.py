@@ -305,21 +305,9 @@ class LaunchdBackend:
 
     def status(self, spec: "Spec", home: "Home") -> BackendStatus:
         status = BackendStatus(backend=self.name, installed=False)
-        path = self.plist_path(spec)
-        try:
-            existing = _files.read_file(path)
-        except DaemonkitError as exc:
-            status.detail = exc.message
-            return status
-        status.evidence.append(f"plist: {path}" + (" (absent)" if existing is None else ""))
+        existing = _files.read_installed(status, self.plist_path(spec), "plist", ours=is_ours)
         if existing is None:
-            status.detail = f"no plist at {path}"
             return status
-        if not is_ours(existing):
-            status.detail = f"{path} exists but was not written by daemonkit"
-            status.drift.append(status.detail)
-            return status
-        status.installed = True
         status.drift.extend(plist_drift(plist_dict(spec, home, self.ctx.python, run_as=self.run_as), existing))
         loaded, result = self._loaded(spec)
         status.evidence.append(f"launchctl print {self.target(spec)}: {result.summary(80) if not loaded else 'loaded'}")

@@ -306,19 +306,12 @@ class SystemdBackend:
         status = BackendStatus(backend=self.name, installed=False)
         try:
             (artifact,) = self.render(spec, home)
-            existing = _files.read_file(artifact.path)
         except DaemonkitError as exc:
             status.detail = exc.message
             return status
-        status.evidence.append(f"unit file: {artifact.path}" + (" (absent)" if existing is None else ""))
+        existing = _files.read_installed(status, artifact.path, "unit file")
         if existing is None:
-            status.detail = f"no unit file at {artifact.path}"
             return status
-        if not _files.is_ours(existing):
-            status.detail = f"{artifact.path} exists but was not written by daemonkit"
-            status.drift.append(status.detail)
-            return status
-        status.installed = True
         status.drift.extend(unit_drift(artifact.text, existing.decode("utf-8", errors="replace")))
         try:
             self._require_manager(scope)
