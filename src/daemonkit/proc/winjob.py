@@ -17,12 +17,15 @@ from __future__ import annotations
 import ctypes
 import sys
 from ctypes import wintypes
-from typing import Any
 
 from ..errors import DaemonkitError
 
 if sys.platform != "win32":  # pragma: no cover - imported only on Windows
     raise ImportError("daemonkit.proc.winjob is Windows-only")
+
+from .win32 import (CloseHandle as _CloseHandle, GetExitCodeProcess as _GetExitCodeProcess,
+                    OpenProcess as _OpenProcess, WaitForSingleObject as _WaitForSingleObject,
+                    last_error as _error, proto as _proto)
 
 JOB_OBJECT_LIMIT_BREAKAWAY_OK = 0x00000800
 JOB_OBJECT_LIMIT_SILENT_BREAKAWAY_OK = 0x00001000
@@ -38,8 +41,6 @@ STILL_ACTIVE = 259
 WAIT_OBJECT_0 = 0
 WAIT_TIMEOUT = 0x102
 INFINITE = 0xFFFFFFFF
-
-kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
 
 
 class _IoCounters(ctypes.Structure):
@@ -65,13 +66,6 @@ class _ExtendedLimit(ctypes.Structure):
     ]
 
 
-def _proto(name: str, restype: Any, *argtypes: Any) -> Any:
-    fn = getattr(kernel32, name)
-    fn.restype = restype
-    fn.argtypes = list(argtypes)
-    return fn
-
-
 _CreateJobObjectW = _proto("CreateJobObjectW", wintypes.HANDLE, wintypes.LPVOID, wintypes.LPCWSTR)
 _SetInformationJobObject = _proto("SetInformationJobObject", wintypes.BOOL, wintypes.HANDLE, ctypes.c_int,
                                   wintypes.LPVOID, wintypes.DWORD)
@@ -81,16 +75,7 @@ _AssignProcessToJobObject = _proto("AssignProcessToJobObject", wintypes.BOOL, wi
 _TerminateJobObject = _proto("TerminateJobObject", wintypes.BOOL, wintypes.HANDLE, wintypes.UINT)
 _IsProcessInJob = _proto("IsProcessInJob", wintypes.BOOL, wintypes.HANDLE, wintypes.HANDLE,
                          ctypes.POINTER(wintypes.BOOL))
-_OpenProcess = _proto("OpenProcess", wintypes.HANDLE, wintypes.DWORD, wintypes.BOOL, wintypes.DWORD)
-_CloseHandle = _proto("CloseHandle", wintypes.BOOL, wintypes.HANDLE)
 _GetCurrentProcess = _proto("GetCurrentProcess", wintypes.HANDLE)
-_GetExitCodeProcess = _proto("GetExitCodeProcess", wintypes.BOOL, wintypes.HANDLE, ctypes.POINTER(wintypes.DWORD))
-_WaitForSingleObject = _proto("WaitForSingleObject", wintypes.DWORD, wintypes.HANDLE, wintypes.DWORD)
-
-
-def _error(what: str, hint: str = "") -> DaemonkitError:
-    err = ctypes.get_last_error()
-    return DaemonkitError(what, f"winerror {err}: {ctypes.FormatError(err).strip()}", hint)
 
 
 class Job:

@@ -10,15 +10,15 @@ session or user cannot guess and pre-create them.
 
 from __future__ import annotations
 
-import ctypes
 import secrets
 import sys
 from ctypes import wintypes
 
-from ..errors import DaemonkitError
-
 if sys.platform != "win32":  # pragma: no cover - imported only on Windows
     raise ImportError("daemonkit.proc.winstop is Windows-only")
+
+from .win32 import (CloseHandle as _CloseHandle, CreateEventW as _CreateEventW, SetEvent as _SetEvent,
+                    WaitForSingleObject as _WaitForSingleObject, last_error as _fail, proto)
 
 ENV_STOP_EVENT = "DAEMONKIT_STOP_EVENT"
 SYNCHRONIZE = 0x00100000
@@ -27,27 +27,8 @@ WAIT_OBJECT_0 = 0
 WAIT_TIMEOUT = 0x102
 INFINITE = 0xFFFFFFFF
 
-_k32 = ctypes.WinDLL("kernel32", use_last_error=True)
-_CreateEventW = _k32.CreateEventW
-_CreateEventW.restype = wintypes.HANDLE
-_CreateEventW.argtypes = [wintypes.LPVOID, wintypes.BOOL, wintypes.BOOL, wintypes.LPCWSTR]
-_OpenEventW = _k32.OpenEventW
-_OpenEventW.restype = wintypes.HANDLE
-_OpenEventW.argtypes = [wintypes.DWORD, wintypes.BOOL, wintypes.LPCWSTR]
-_SetEvent = _k32.SetEvent
-_SetEvent.argtypes = [wintypes.HANDLE]
-_ResetEvent = _k32.ResetEvent
-_ResetEvent.argtypes = [wintypes.HANDLE]
-_WaitForSingleObject = _k32.WaitForSingleObject
-_WaitForSingleObject.restype = wintypes.DWORD
-_WaitForSingleObject.argtypes = [wintypes.HANDLE, wintypes.DWORD]
-_CloseHandle = _k32.CloseHandle
-_CloseHandle.argtypes = [wintypes.HANDLE]
-
-
-def _fail(what: str) -> DaemonkitError:
-    err = ctypes.get_last_error()
-    return DaemonkitError(what, f"winerror {err}: {ctypes.FormatError(err).strip()}")
+_OpenEventW = proto("OpenEventW", wintypes.HANDLE, wintypes.DWORD, wintypes.BOOL, wintypes.LPCWSTR)
+_ResetEvent = proto("ResetEvent", wintypes.BOOL, wintypes.HANDLE)
 
 
 def new_name(program: str) -> str:

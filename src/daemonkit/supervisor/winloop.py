@@ -35,28 +35,15 @@ from .timers import TimerQueue
 if sys.platform != "win32":  # pragma: no cover - imported only on Windows
     raise ImportError("daemonkit.supervisor.winloop is Windows-only")
 
+from ..proc.win32 import (CloseHandle as _CloseHandle, CreateEventW as _CreateEventW,
+                          GetExitCodeProcess as _GetExitCodeProcess, OpenProcess as _OpenProcess,
+                          SetEvent as _SetEvent, WaitForSingleObject as _WaitForSingleObject, proto)
+
 Callback = Callable[[], None]
 OnExit = Callable[[int, int], None]
 
-_k32 = ctypes.WinDLL("kernel32", use_last_error=True)
-_CreateEventW = _k32.CreateEventW
-_CreateEventW.restype = wintypes.HANDLE
-_CreateEventW.argtypes = [wintypes.LPVOID, wintypes.BOOL, wintypes.BOOL, wintypes.LPCWSTR]
-_SetEvent = _k32.SetEvent
-_SetEvent.argtypes = [wintypes.HANDLE]
-_CloseHandle = _k32.CloseHandle
-_CloseHandle.argtypes = [wintypes.HANDLE]
-_WaitForSingleObject = _k32.WaitForSingleObject
-_WaitForSingleObject.restype = wintypes.DWORD
-_WaitForSingleObject.argtypes = [wintypes.HANDLE, wintypes.DWORD]
-_WaitForMultipleObjects = _k32.WaitForMultipleObjects
-_WaitForMultipleObjects.restype = wintypes.DWORD
-_WaitForMultipleObjects.argtypes = [wintypes.DWORD, ctypes.POINTER(wintypes.HANDLE), wintypes.BOOL, wintypes.DWORD]
-_OpenProcess = _k32.OpenProcess
-_OpenProcess.restype = wintypes.HANDLE
-_OpenProcess.argtypes = [wintypes.DWORD, wintypes.BOOL, wintypes.DWORD]
-_GetExitCodeProcess = _k32.GetExitCodeProcess
-_GetExitCodeProcess.argtypes = [wintypes.HANDLE, ctypes.POINTER(wintypes.DWORD)]
+_WaitForMultipleObjects = proto("WaitForMultipleObjects", wintypes.DWORD, wintypes.DWORD,
+                                ctypes.POINTER(wintypes.HANDLE), wintypes.BOOL, wintypes.DWORD)
 
 INFINITE = 0xFFFFFFFF
 WAIT_OBJECT_0 = 0
@@ -66,8 +53,7 @@ SYNCHRONIZE = 0x00100000
 PROCESS_QUERY_LIMITED_INFORMATION = 0x1000
 CTRL_CLOSE_DRAIN = 4.5  # Windows ends a process 5 s after a close/logoff/shutdown event
 _HandlerRoutine = ctypes.WINFUNCTYPE(wintypes.BOOL, wintypes.DWORD)
-_SetConsoleCtrlHandler = _k32.SetConsoleCtrlHandler
-_SetConsoleCtrlHandler.argtypes = [_HandlerRoutine, wintypes.BOOL]
+_SetConsoleCtrlHandler = proto("SetConsoleCtrlHandler", wintypes.BOOL, _HandlerRoutine, wintypes.BOOL)
 
 
 class WinLoop(TimerQueue):
