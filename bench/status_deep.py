@@ -121,8 +121,13 @@ def main() -> int:
     parser.add_argument("--write", metavar="FILE", help="put the table into FILE under its own heading")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="dk-bench-deep-"))
-    env = {**os.environ, "DAEMONKIT_HOME": str(tmp), "PYTHONPATH": str(SRC)}
-    os.environ.update(DAEMONKIT_HOME=str(tmp), PYTHONPATH=str(SRC))
+    # Measure what an installed daemonkit costs: pip compiles bytecode at install time, so the runs must
+    # not recompile every module from source (PYTHONDONTWRITEBYTECODE is set in some shells and in CI).
+    # The cache goes under tmp, not into the checkout.
+    cache = {"PYTHONPYCACHEPREFIX": str(tmp / "pycache")}
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    env = {**os.environ, "DAEMONKIT_HOME": str(tmp), "PYTHONPATH": str(SRC), **cache}
+    os.environ.update(DAEMONKIT_HOME=str(tmp), PYTHONPATH=str(SRC), **cache)
     rows = []
     try:
         for n in (int(x) for x in args.sizes.split(",")):
