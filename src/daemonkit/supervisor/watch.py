@@ -22,6 +22,7 @@ re-parented to it; they are reaped by ``reap_strays`` (driven by ``SIGCHLD``) an
 
 from __future__ import annotations
 
+import abc
 import os
 import signal
 import sys
@@ -62,7 +63,7 @@ def returncode_of(info: "os.waitid_result") -> int:
     return -info.si_status  # CLD_KILLED / CLD_DUMPED
 
 
-class _BaseWatcher:
+class _BaseWatcher(abc.ABC):
     name = "base"
 
     def __init__(self, loop: "Loop", on_stray: Callable[[int, int], None] | None = None) -> None:
@@ -93,8 +94,9 @@ class _BaseWatcher:
                 continue
             self.on_stray(info.si_pid, os.waitstatus_to_exitcode(status))
 
+    @abc.abstractmethod
     def _reap_watched(self, watch: _Watch) -> None:
-        raise NotImplementedError
+        """Collect the exit status of a watched child (each watcher reaps its own way)."""
 
 
 class PidfdWatcher(_BaseWatcher):

@@ -73,7 +73,7 @@ class WinLoop(TimerQueue):
 
     # ---------------------------------------------------------------- registration
     def add_reader(self, fd: int, callback: Callback) -> None:
-        raise NotImplementedError("Windows cannot wait on pipe descriptors; use OutputPump / PipeControlServer")
+        raise TypeError("WinLoop.add_reader: Windows cannot wait on pipe descriptors; use OutputPump / PipeControlServer")
 
     def remove_reader(self, fd: int) -> None:
         pass
