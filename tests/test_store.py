@@ -15,7 +15,7 @@ from daemonkit.paths import Home
 from daemonkit.store.atomic import write_json_atomic
 from daemonkit.store.events import EventLog, read_events, tail_events
 from daemonkit.store.lock import SupervisorLock, probe_lock
-from daemonkit.store.records import read_pid_record, read_state
+from daemonkit.store.records import read_pid_record, read_state, write_state, write_state_streamed
 from daemonkit.store.rotating import RotatingFile, generations
 
 HOLD_LOCK = """
@@ -88,6 +88,19 @@ def test_state_record(tmp_path: Path) -> None:
     path.unlink()
     path.mkdir()
     assert "directory" in read_state(path).problem
+
+
+@pytest.mark.parametrize("names", [[], ["a"], ["a", "b-2", "b.1", "ü"]])
+def test_streamed_state_is_byte_for_byte_the_whole_document(tmp_path: Path, names: list[str]) -> None:
+    """The supervisor writes state.json a program at a time (memory); readers must not see a difference."""
+    head = {"name": "d", "supervisor": {"pid": 7, "state": "running", "create_time": 1.5}, "updated_at": 2.25}
+    entries = {n: {"state": "running", "pid": i, "last_exit": {"code": None, "signal": "SIGKILL"}, "reason": "é \n\""}
+               for i, n in enumerate(names)}
+    whole, streamed = tmp_path / "whole.json", tmp_path / "streamed.json"
+    write_state(whole, {**head, "programs": entries})
+    write_state_streamed(streamed, head, ((n, lambda n=n: entries[n]) for n in sorted(names)))
+    assert streamed.read_bytes() == whole.read_bytes()
+    assert read_state(streamed).data == {"schema": 1, **head, "programs": entries}
 
 
 def test_atomic_write_leaves_no_temp_files(tmp_path: Path) -> None:

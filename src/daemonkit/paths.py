@@ -20,11 +20,9 @@ Home layout (see docs/concepts.md)::
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,6 +98,11 @@ class Home:
     def program_log(self, program: str, stream: str) -> Path:
         return self.logs_dir / f"{program}.{stream}.log"
 
+    def program_log_name(self, program: str, stream: str) -> str:
+        """``program_log`` as a string, for the supervisor, which keeps two per program for its whole
+        life: no ``Path`` objects (and no growth of the interned-strings table pathlib adds to)."""
+        return os.path.join(os.fspath(self.path), "logs", f"{program}.{stream}.log")
+
     @property
     def control_socket(self) -> Path:
         """The control socket path, moved to a short private temp dir when the home path is too long."""
@@ -112,6 +115,10 @@ class Home:
         candidate = self.path / filename
         if len(os.fsencode(str(candidate))) <= _MAX_SOCKET_PATH:
             return candidate
+        # Imported here: hashlib maps OpenSSL (~1.3 MiB), which a supervisor with a short home never needs.
+        import hashlib
+        import tempfile
+
         digest = hashlib.sha256(os.fsencode(str(self.path))).hexdigest()[:16]
         uid = os.getuid() if hasattr(os, "getuid") else 0
         return Path(tempfile.gettempdir()) / f"daemonkit-{uid}-{digest}" / filename

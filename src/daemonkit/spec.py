@@ -299,7 +299,10 @@ def spec_from_dict(data: Mapping[str, Any], *, source: str = "<spec>") -> Spec:
     if not isinstance(programs_data, Mapping) or not programs_data:
         raise SpecError(source, "programs", "expected at least one [programs.NAME] table",
                         '[programs.app]\nargv = ["python3", "-m", "myapp"]')
-    programs = [_program_from_dict(name, value, source) for name, value in programs_data.items()]
+    # Equal backoff/logs tables become one shared (frozen) object: a supervisor keeps every program's
+    # for its whole life, and 1000 programs usually share a handful of distinct ones.
+    shared: dict[Any, Any] = {}
+    programs = [_program_from_dict(name, value, source, shared) for name, value in programs_data.items()]
     try:
         return _with_source(source, lambda: Spec(
             name=_get(data, "name", str, source, "name", required=True),
@@ -312,7 +315,7 @@ def spec_from_dict(data: Mapping[str, Any], *, source: str = "<spec>") -> Spec:
         raise
 
 
-def _program_from_dict(name: str, value: Any, source: str) -> Program:
+def _program_from_dict(name: str, value: Any, source: str, shared: dict[Any, Any] | None = None) -> Program:
     key = f"programs.{name}"
     validate_name(name, source=source, key=key)
     if not isinstance(value, Mapping):
@@ -329,8 +332,9 @@ def _program_from_dict(name: str, value: Any, source: str) -> Program:
     if not isinstance(env, Mapping):
         raise SpecError(source, f"{key}.env", "expected a table of strings")
     ready = _readiness_from(value.get("ready"), source, f"{key}.ready")
-    backoff = _sub_dataclass(Backoff, value.get("backoff"), source, f"{key}.backoff")
-    logs = _sub_dataclass(LogLimits, value.get("logs"), source, f"{key}.logs")
+    shared = {} if shared is None else shared
+    backoff = _sub_dataclass(Backoff, value.get("backoff"), source, f"{key}.backoff", shared)
+    logs = _sub_dataclass(LogLimits, value.get("logs"), source, f"{key}.logs", shared)
     return _with_source(source, lambda: Program(
         name=name,
         argv=tuple(argv),
@@ -367,9 +371,9 @@ def _readiness_from(value: Any, source: str, key: str) -> Readiness | None:
     return Readiness(kind=kind, target=target, timeout=float(timeout))
 
 
-def _sub_dataclass(cls: type, value: Any, source: str, key: str) -> Any:
+def _sub_dataclass(cls: type, value: Any, source: str, key: str, shared: dict[Any, Any] | None = None) -> Any:
     if value is None:
-        return cls()
+        return _DEFAULTS[cls]  # frozen: one shared instance serves every program
     if not isinstance(value, Mapping):
         raise SpecError(source, key, "expected a table")
     names = {f.name for f in dataclasses.fields(cls)}
@@ -385,7 +389,15 @@ def _sub_dataclass(cls: type, value: Any, source: str, key: str) -> Any:
             if not ok:
                 raise SpecError(source, f"{key}.{name}", f"expected a {'number' if expected is float else 'whole number'}, got {got!r}")
             kwargs[name] = float(got) if expected is float else got
-    return cls(**kwargs)
+    if not kwargs:
+        return _DEFAULTS[cls]
+    if shared is None:
+        return cls(**kwargs)
+    token = (cls, tuple(sorted(kwargs.items())))
+    instance = shared.get(token)
+    if instance is None:
+        instance = shared[token] = cls(**kwargs)
+    return instance
 
 
 def _get(data: Mapping[str, Any], name: str, types: Any, source: str, key: str, *,
@@ -471,6 +483,7 @@ _DEFAULT_PROGRAM = {f.name: f.default for f in dataclasses.fields(Program)}
 _DEFAULT_READY_TIMEOUT = Readiness("notify").timeout
 _DEFAULT_BACKOFF = Backoff()
 _DEFAULT_LOGS = LogLimits()
+_DEFAULTS: dict[type, Any] = {Backoff: _DEFAULT_BACKOFF, LogLimits: _DEFAULT_LOGS}
 # What load_spec last read, so that saving the same spec back to the same unchanged file is a no-op:
 # a start never rewrites spec.toml (and a hand-written file keeps its comments and layout).
 _LAST_LOADED: dict[str, tuple[tuple[int, int], Spec]] = {}
