@@ -58,3 +58,33 @@ def test_unusual_supervise_arguments_still_get_argparse_answers(cli) -> None:  #
     assert cli("supervise").returncode == 2  # --home is required
     helped = cli("supervise", "--help")
     assert helped.returncode == 0 and "--home" in helped.stdout
+
+
+@pytest.mark.parametrize("response", [
+    {"ok": True},
+    {"ok": False, "error": "no program named 'x' (known: a, b)"},
+    {"ok": True, "state": {"name": "d", "programs": {}, "supervisor": {"pid": 1}}},
+    {"ok": True, "failed": {}, "state": {"programs": {"a": {"pid": 3, "last_exit": {"code": None, "at": 1.5}},
+                                                      "ü": {"reason": "é\n\"", "path": Path("/x")}}}},
+    {"ok": True, "odd": {1: "int keys", "s": [1, 2.5, None]}},
+])
+def test_streamed_control_reply_is_byte_for_byte_json_dumps(response: dict[str, object]) -> None:
+    from daemonkit.supervisor.control import encode_reply
+
+    assert encode_reply(response) == (json.dumps(response, default=str) + "\n").encode()
+
+
+def test_live_views_in_a_reply_encode_like_the_dicts_they_stand_for() -> None:
+    from daemonkit.supervisor.control import encode_reply
+
+    class Live:
+        def __init__(self, pairs: list[tuple[str, object]]) -> None:
+            self.pairs = pairs
+
+        def json_items(self):  # type: ignore[no-untyped-def]
+            return iter(self.pairs)
+
+    programs = [("a", {"pid": 1}), ("b", {"pid": None, "reason": "x"})]
+    live = {"ok": True, "state": Live([("name", "d"), ("programs", Live(programs)), ("empty", Live([]))])}
+    plain = {"ok": True, "state": {"name": "d", "programs": dict(programs), "empty": {}}}
+    assert encode_reply(live) == (json.dumps(plain) + "\n").encode()
