@@ -10,6 +10,7 @@ and scope (tests, sandboxes, containers).
 Home layout (see docs/concepts.md)::
 
     spec.toml         what was installed / is being run
+    spec.cache.json   spec.toml parsed (the supervisor reads it instead of importing a TOML parser)
     supervisor.lock   OS lock held by the live supervisor (JSON record inside)
     supervisor.pid    JSON: pid, create_time, argv, started_at, version
     state.json        supervisor + per-program state (atomic replace)
@@ -70,6 +71,11 @@ class Home:
     @property
     def spec_file(self) -> Path:
         return self.path / "spec.toml"
+
+    @property
+    def spec_cache(self) -> Path:
+        """``spec.toml`` parsed, as JSON, with the text it came from (see ``spec.load_spec``)."""
+        return self.path / "spec.cache.json"
 
     @property
     def lock_file(self) -> Path:

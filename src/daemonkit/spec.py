@@ -43,12 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .errors import SpecError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
+from .errors import SpecError, UnsafeFileError
 
 __all__ = [
     "Backoff",
@@ -261,8 +256,14 @@ _SPEC_KEYS = {"name", "scope", "description", "app", "programs"}
 _PROGRAM_KEYS = {"argv", "cwd", "env", "restart", "stop_signal", "stop_grace", "ready", "backoff", "logs", "autostart"}
 
 
-def load_spec(path: str | Path) -> Spec:
-    """Read and validate a spec file. Errors name the file and the key."""
+def load_spec(path: str | Path, *, cache: str | Path | None = None) -> Spec:
+    """Read and validate a spec file. Errors name the file and the key.
+
+    ``cache`` (a daemon home's ``spec.cache.json``): the parsed TOML kept as JSON together with the
+    text it came from. When the text is the same, the data comes from there (and is validated as
+    always) without importing the TOML parser: the supervisor, which keeps every module it imports for
+    its whole life, saves ~0.5 MiB (docs/benchmarks.md, Memory). Otherwise the TOML is parsed and the
+    cache rewritten; a missing, stale, foreign or damaged cache only means a TOML parse."""
     path = Path(path)
     try:
         with open(path, "rb") as f:
@@ -279,18 +280,64 @@ def load_spec(path: str | Path) -> Spec:
     except UnicodeDecodeError:
         raise SpecError(str(path), "", "not UTF-8 text (is it a binary or corrupt file?)") from None
     key = _stat_key(path)
-    spec = loads_spec(text, source=str(path))
+    spec = _from_cache(cache, text, str(path)) if cache is not None else None
+    if spec is None:
+        data = _parse_toml(text, str(path))
+        spec = spec_from_dict(data, source=str(path))
+        if cache is not None:
+            _write_cache(cache, text, data)
     if key is not None:
         _LAST_LOADED[str(path)] = (key, spec)
     return spec
 
 
 def loads_spec(text: str, *, source: str = "<spec>") -> Spec:
+    return spec_from_dict(_parse_toml(text, source), source=source)
+
+
+def _parse_toml(text: str, source: str) -> dict[str, Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on 3.10 only
+        import tomli as tomllib
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(source, "", f"not valid TOML: {exc}") from None
-    return spec_from_dict(data, source=source)
+
+
+_CACHE_FORMAT = 1
+
+
+def _from_cache(cache: str | Path, text: str, source: str) -> Spec | None:
+    import json
+
+    from .paths import check_private_file
+
+    try:
+        check_private_file(Path(cache))  # the same rules as the spec itself: it decides what runs
+        with open(cache, "rb") as f:
+            doc = json.loads(f.read(4 * MAX_SPEC_BYTES))
+    except (OSError, ValueError, UnsafeFileError):
+        return None
+    if not isinstance(doc, dict) or doc.get("format") != _CACHE_FORMAT or doc.get("toml") != text \
+            or not isinstance(doc.get("data"), dict):
+        return None
+    try:
+        return spec_from_dict(doc["data"], source=source)
+    except SpecError:
+        return None  # cannot come from a cache we wrote; the TOML has the last word
+
+
+def _write_cache(cache: str | Path, text: str, data: Mapping[str, Any]) -> None:
+    import json
+
+    from .store.atomic import write_text_atomic
+
+    try:
+        write_text_atomic(Path(cache), json.dumps({"format": _CACHE_FORMAT, "toml": text, "data": data}))
+    except (OSError, TypeError, ValueError):
+        pass  # only an optimisation
 
 
 def spec_from_dict(data: Mapping[str, Any], *, source: str = "<spec>") -> Spec:
@@ -503,9 +550,9 @@ def dumps_spec(spec: Spec) -> str:
     return tomli_w.dumps(spec_to_dict(spec))
 
 
-def dump_spec(spec: Spec, path: str | Path) -> None:
+def dump_spec(spec: Spec, path: str | Path, *, cache: str | Path | None = None) -> None:
     """Write the spec atomically with owner-only permissions; nothing is written when the file already
-    holds this spec."""
+    holds this spec. ``cache``: also write the parsed form ``load_spec(path, cache=...)`` reads."""
     from .store.atomic import write_text_atomic
 
     path = Path(path)
@@ -522,6 +569,8 @@ def dump_spec(spec: Spec, path: str | Path) -> None:
         except (OSError, UnicodeDecodeError):
             pass
     write_text_atomic(path, text)
+    if cache is not None:
+        _write_cache(cache, text, spec_to_dict(spec))  # what parsing ``text`` gives (tested)
     key = _stat_key(path)
     if key is not None:
         _LAST_LOADED[str(path)] = (key, spec)

@@ -29,7 +29,7 @@ def supervise(home_dir: str, backend: str | None) -> int:
     try:
         home = Home(os.path.abspath(home_dir)).ensure()
         check_private_file(home.spec_file)
-        spec = load_spec(home.spec_file)
+        spec = load_spec(home.spec_file, cache=home.spec_cache)
         return run_supervisor(spec, home, backend=backend)
     except AlreadyRunningError:
         raise
