@@ -32,8 +32,9 @@ def test_parse_takes_only_what_argparse_would_take_the_same_way(words: list[str]
 
 
 def test_supervise_process_imports_neither_the_cli_nor_psutil(cli, dk_env: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
-    """The supervisor lives as long as the daemon: argparse, the CLI, psutil and hashlib are memory it
-    would keep for nothing (docs/benchmarks.md, Memory). Checked on a real ``supervise`` run: one
+    """The supervisor lives as long as the daemon: argparse, the CLI, psutil, hashlib, dataclasses
+    (inspect, ast, ...) and the TOML parser (spec.cache.json) are memory it would keep for nothing
+    (docs/benchmarks.md, Memory). Checked on a real ``supervise`` run: one
     program started, its state written, then SIGTERM; the process prints its modules on the way out."""
     assert cli("add", "lean", "--", "sleep", "60").returncode == 0
     home = Path(dk_env["DAEMONKIT_HOME"]) / "lean"
@@ -50,7 +51,7 @@ def test_supervise_process_imports_neither_the_cli_nor_psutil(cli, dk_env: dict[
     assert state["programs"]["lean"]["last_exit"]["signal"] == "SIGTERM"
     modules = set(result.stdout.split())
     assert "daemonkit.supervisor.engine" in modules
-    heavy = modules & {"argparse", "daemonkit.cli", "psutil", "hashlib"}
+    heavy = modules & {"argparse", "daemonkit.cli", "psutil", "hashlib", "dataclasses", "inspect", "tomllib"}
     assert not heavy, heavy
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import os
 import stat
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UnsafeFileError
@@ -51,14 +50,37 @@ def root_dir(app: str = "daemonkit", scope: str = "user") -> Path:
     return base if app == "daemonkit" else base / "daemonkit"
 
 
-@dataclass(frozen=True)
 class Home:
-    """The files of one daemon. Pure path arithmetic; ``ensure()`` creates and checks the directory."""
+    """The files of one daemon. Pure path arithmetic; ``ensure()`` creates and checks the directory.
 
+    Immutable, equal and hashable by ``path`` (what a frozen dataclass gave it; not one because the
+    supervisor imports this module, and ``dataclasses`` would cost it ~1.2 MiB: see spec.py)."""
+
+    __slots__ = ("path",)
     path: Path
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "path", Path(self.path))
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        object.__setattr__(self, "path", Path(path))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"cannot assign to field {name!r} (Home is immutable)")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r} (Home is immutable)")
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is self.__class__:
+            return self.path == other.path  # type: ignore[attr-defined, no-any-return]
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self.path,))
+
+    def __repr__(self) -> str:
+        return f"Home(path={self.path!r})"
+
+    def __reduce__(self) -> tuple[type, tuple[Path]]:
+        return (Home, (self.path,))
 
     @classmethod
     def for_spec_name(cls, name: str, app: str = "daemonkit", scope: str = "user") -> "Home":

@@ -1,7 +1,7 @@
 """The spec: what to run, how to restart it, when it is ready, how to stop it.
 
 A ``Spec`` is one daemon (one supervisor, one home, one OS registration) with one or more ``Program``s.
-It is plain data: frozen dataclasses, loaded from and dumped to TOML, validated with errors that name
+It is plain data: immutable records (see ``_Record``), loaded from and dumped to TOML, validated with errors that name
 the file, the key and what is expected. Nothing here touches the machine.
 
 TOML layout::
@@ -34,14 +34,12 @@ TOML layout::
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 import signal
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from .errors import SpecError, UnsafeFileError
 
@@ -82,58 +80,144 @@ def validate_name(name: object, *, source: str = "<spec>", key: str = "name") ->
     return name
 
 
-@dataclass(frozen=True)
-class Backoff:
+class _Record:
+    """What ``@dataclass(frozen=True)`` gave the spec classes, written out: construction with defaults,
+    immutability, equality and hashing by fields, a repr naming them, copy/pickle, and ``replace()``.
+
+    Not dataclasses because the supervisor, which keeps every module it imports for the daemon's whole
+    life, would import ``dataclasses`` for them, and with it ``inspect``, ``ast``, ``dis`` and
+    ``tokenize``: ~1.2 MiB of its ~10 (docs/benchmarks.md, Memory). ``_FIELDS`` lists the fields in order.
+    """
+
+    __slots__ = ()
+    _FIELDS: tuple[str, ...] = ()
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self._FIELDS)
+
+    def replace(self, **changes: Any) -> Any:
+        """A copy with ``changes`` (validated like a new instance), as ``dataclasses.replace`` did."""
+        unknown = set(changes) - set(self._FIELDS)
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no field(s) {', '.join(sorted(unknown))}")
+        return type(self)(**{name: changes.get(name, getattr(self, name)) for name in self._FIELDS})
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"cannot assign to field {name!r} ({type(self).__name__} is immutable)")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r} ({type(self).__name__} is immutable)")
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is self.__class__:
+            return self._values() == other._values()  # type: ignore[attr-defined, no-any-return]
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._FIELDS)
+        return f"{type(self).__qualname__}({fields})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), self._values())
+
+
+_set = object.__setattr__  # how a _Record's __init__ sets its (otherwise immutable) fields
+
+
+class Backoff(_Record):
     """Restart pacing. A death after ``min_uptime`` of stable running restarts at once; repeated quick
     deaths wait ``initial``, doubling (with jitter) up to ``max``. More than ``crashloop_restarts`` in
     ``crashloop_window`` seconds puts the program in ``crashloop`` for ``crashloop_cooldown`` seconds,
     after which it is tried again (never a permanent give-up)."""
 
-    initial: float = 0.1
-    max: float = 30.0
-    min_uptime: float = 1.0
-    crashloop_restarts: int = 10
-    crashloop_window: float = 60.0
-    crashloop_cooldown: float = 60.0
+    __slots__ = _FIELDS = ("initial", "max", "min_uptime", "crashloop_restarts", "crashloop_window",
+                           "crashloop_cooldown")
+    initial: float
+    max: float
+    min_uptime: float
+    crashloop_restarts: int
+    crashloop_window: float
+    crashloop_cooldown: float
+
+    def __init__(self, initial: float = 0.1, max: float = 30.0, min_uptime: float = 1.0,
+                 crashloop_restarts: int = 10, crashloop_window: float = 60.0,
+                 crashloop_cooldown: float = 60.0) -> None:
+        _set(self, "initial", initial)
+        _set(self, "max", max)
+        _set(self, "min_uptime", min_uptime)
+        _set(self, "crashloop_restarts", crashloop_restarts)
+        _set(self, "crashloop_window", crashloop_window)
+        _set(self, "crashloop_cooldown", crashloop_cooldown)
 
 
-@dataclass(frozen=True)
-class Readiness:
+class Readiness(_Record):
     """When a program counts as ready. ``kind`` is tcp ("host:port"), http (a URL answering 2xx),
     file (a path that exists) or notify (the program sends ``READY=1`` to ``$NOTIFY_SOCKET``)."""
 
+    __slots__ = _FIELDS = ("kind", "target", "timeout")
     kind: str
-    target: str = ""
-    timeout: float = 30.0
+    target: str
+    timeout: float
+
+    def __init__(self, kind: str, target: str = "", timeout: float = 30.0) -> None:
+        _set(self, "kind", kind)
+        _set(self, "target", target)
+        _set(self, "timeout", timeout)
 
 
-@dataclass(frozen=True)
-class LogLimits:
+class LogLimits(_Record):
     """Program output is kept in ``logs/<program>.{out,err}.log`` with at most ``backups`` rotated files
     of ``max_bytes`` each, so a chatty or crash-looping program cannot fill the disk."""
 
-    max_bytes: int = 10 * 1024 * 1024
-    backups: int = 3
+    __slots__ = _FIELDS = ("max_bytes", "backups")
+    max_bytes: int
+    backups: int
+
+    def __init__(self, max_bytes: int = 10 * 1024 * 1024, backups: int = 3) -> None:
+        _set(self, "max_bytes", max_bytes)
+        _set(self, "backups", backups)
 
 
-@dataclass(frozen=True)
-class Program:
+class Program(_Record):
+    """One program of a daemon: its command line (``argv``; ``argv[0]`` is looked up on ``PATH``), an
+    optional working directory and extra environment, its restart policy (``always`` / ``on-failure`` /
+    ``never``), how it is stopped (``stop_signal``, then SIGKILL after ``stop_grace`` seconds), an
+    optional readiness check, its backoff and log limits, and whether the supervisor starts it."""
+
+    __slots__ = _FIELDS = ("name", "argv", "cwd", "env", "restart", "stop_signal", "stop_grace", "ready",
+                           "backoff", "logs", "autostart")
     name: str
     argv: tuple[str, ...]
-    cwd: str | None = None
-    env: Mapping[str, str] = field(default_factory=dict)
-    restart: str = "on-failure"
-    stop_signal: str = "TERM"
-    stop_grace: float = 10.0
-    ready: Readiness | None = None
-    backoff: Backoff = field(default_factory=Backoff)
-    logs: LogLimits = field(default_factory=LogLimits)
-    autostart: bool = True
+    cwd: str | None
+    env: Mapping[str, str]
+    restart: str
+    stop_signal: str
+    stop_grace: float
+    ready: Readiness | None
+    backoff: Backoff
+    logs: LogLimits
+    autostart: bool
 
-    def __post_init__(self) -> None:
+    def __init__(self, name: str, argv: Sequence[str], cwd: str | None = None, env: Mapping[str, str] | None = None,
+                 restart: str = "on-failure", stop_signal: str = "TERM", stop_grace: float = 10.0,
+                 ready: Readiness | None = None, backoff: Backoff | None = None, logs: LogLimits | None = None,
+                 autostart: bool = True) -> None:
+        _set(self, "name", name)
         # Accept lists and plain dicts from callers; store immutable, hashable-friendly forms.
-        object.__setattr__(self, "argv", tuple(self.argv))
-        object.__setattr__(self, "env", dict(self.env))
+        _set(self, "argv", tuple(argv))
+        _set(self, "cwd", cwd)
+        _set(self, "env", dict(env or {}))
+        _set(self, "restart", restart)
+        _set(self, "stop_signal", stop_signal)
+        _set(self, "stop_grace", stop_grace)
+        _set(self, "ready", ready)
+        # The defaults are shared: immutable, and a supervisor holds one per program otherwise.
+        _set(self, "backoff", _DEFAULT_BACKOFF if backoff is None else backoff)
+        _set(self, "logs", _DEFAULT_LOGS if logs is None else logs)
+        _set(self, "autostart", autostart)
         _validate_program(self, "<spec>", f"programs.{self.name}")
 
     @property
@@ -141,19 +225,24 @@ class Program:
         return int(getattr(signal, "SIG" + self.stop_signal, signal.SIGTERM))
 
 
-@dataclass(frozen=True)
-class Spec:
+class Spec(_Record):
     """One daemon: a name, a scope and its programs (order kept: start order)."""
 
+    __slots__ = _FIELDS = ("name", "programs", "scope", "description", "app")
     name: str
     programs: tuple[Program, ...]
-    scope: str = "user"
-    description: str = ""
+    scope: str
+    description: str
     # The application that owns this daemon; its home lives under the app's own state dir.
-    app: str = "daemonkit"
+    app: str
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "programs", tuple(self.programs))
+    def __init__(self, name: str, programs: Iterable[Program], scope: str = "user", description: str = "",
+                 app: str = "daemonkit") -> None:
+        _set(self, "name", name)
+        _set(self, "programs", tuple(programs))
+        _set(self, "scope", scope)
+        _set(self, "description", description)
+        _set(self, "app", app)
         _validate_spec(self, "<spec>")
 
     def program(self, name: str) -> Program:
@@ -169,7 +258,11 @@ class Spec:
         return max((p.stop_grace for p in self.programs), default=0.0)
 
     def replace(self, **changes: Any) -> "Spec":
-        return dataclasses.replace(self, **changes)
+        return super().replace(**changes)  # type: ignore[no-any-return]
+
+
+_DEFAULT_BACKOFF = Backoff()
+_DEFAULT_LOGS = LogLimits()
 
 
 # --------------------------------------------------------------------------------------------- validation
@@ -262,7 +355,7 @@ def load_spec(path: str | Path, *, cache: str | Path | None = None) -> Spec:
     ``cache`` (a daemon home's ``spec.cache.json``): the parsed TOML kept as JSON together with the
     text it came from. When the text is the same, the data comes from there (and is validated as
     always) without importing the TOML parser: the supervisor, which keeps every module it imports for
-    its whole life, saves ~0.5 MiB (docs/benchmarks.md, Memory). Otherwise the TOML is parsed and the
+    its whole life, saves ~0.3 MiB (docs/benchmarks.md, Memory). Otherwise the TOML is parsed and the
     cache rewritten; a missing, stale, foreign or damaged cache only means a TOML parse."""
     path = Path(path)
     try:
@@ -423,7 +516,7 @@ def _sub_dataclass(cls: type, value: Any, source: str, key: str, shared: dict[An
         return _DEFAULTS[cls]  # frozen: one shared instance serves every program
     if not isinstance(value, Mapping):
         raise SpecError(source, key, "expected a table")
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = set(cls._FIELDS)
     _reject_unknown(value, names, source, key)
     defaults = cls()
     kwargs = {}
@@ -491,7 +584,7 @@ def _with_source(source: str, build: Any) -> Any:
 
 def spec_to_dict(spec: Spec) -> dict[str, Any]:
     """The TOML-able form, with only what differs from the defaults (the defaults are documented in
-    the dataclasses and docs/engine.md). A 500-program spec stays ~1,500 lines instead of ~11,000, which
+    the spec classes and docs/engine.md). A 500-program spec stays ~1,500 lines instead of ~11,000, which
     is most of a cold start's parsing time."""
     out: dict[str, Any] = {"name": spec.name, "scope": spec.scope}
     if spec.description:
@@ -519,17 +612,15 @@ def spec_to_dict(spec: Spec) -> dict[str, Any]:
                 entry["ready"]["timeout"] = float(p.ready.timeout)
         for key, value, default in (("backoff", p.backoff, _DEFAULT_BACKOFF), ("logs", p.logs, _DEFAULT_LOGS)):
             if value != default:
-                entry[key] = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)
-                              if getattr(value, f.name) != getattr(default, f.name)}
+                entry[key] = {name: getattr(value, name) for name in value._FIELDS
+                              if getattr(value, name) != getattr(default, name)}
         programs[p.name] = entry
     out["programs"] = programs
     return out
 
 
-_DEFAULT_PROGRAM = {f.name: f.default for f in dataclasses.fields(Program)}
+_DEFAULT_PROGRAM = {"restart": "on-failure", "stop_signal": "TERM", "stop_grace": 10.0}  # Program's defaults
 _DEFAULT_READY_TIMEOUT = Readiness("notify").timeout
-_DEFAULT_BACKOFF = Backoff()
-_DEFAULT_LOGS = LogLimits()
 _DEFAULTS: dict[type, Any] = {Backoff: _DEFAULT_BACKOFF, LogLimits: _DEFAULT_LOGS}
 # What load_spec last read, so that saving the same spec back to the same unchanged file is a no-op:
 # a start never rewrites spec.toml (and a hand-written file keeps its comments and layout).

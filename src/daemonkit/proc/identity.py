@@ -16,8 +16,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Iterable, NamedTuple
 
 if TYPE_CHECKING:
     import psutil
@@ -27,8 +26,7 @@ if TYPE_CHECKING:
 CREATE_TIME_TOLERANCE = 0.01
 
 
-@dataclass(frozen=True)
-class ProcessIdentity:
+class ProcessIdentity(NamedTuple):  # not a dataclass: the supervisor imports this module (see spec.py)
     pid: int
     create_time: float
 

@@ -10,17 +10,15 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 from .atomic import CorruptFile, read_json, write_chunks_atomic, write_json_atomic
 
 STATE_SCHEMA = 1
 
 
-@dataclass(frozen=True)
-class ReadResult:
+class ReadResult(NamedTuple):  # not a dataclass: the supervisor imports this module (see spec.py)
     """``data`` is the parsed record (or None); ``problem`` says why it is unusable ("" when fine or absent);
     ``exists`` tells absent from unusable."""
 

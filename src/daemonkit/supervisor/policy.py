@@ -10,8 +10,7 @@ Exit-code contract (the same on every OS and mapped onto every backend):
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
-from typing import MutableSequence
+from typing import MutableSequence, NamedTuple
 
 from ..spec import Backoff
 
@@ -19,8 +18,7 @@ EXIT_RESTART_NOW = 75
 EXIT_CONFIG_ERROR = 78
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):  # not a dataclass: the supervisor would import dataclasses for it (see spec.py)
     action: str  # "restart" | "stay-exited" | "config-error" | "crashloop"
     delay: float = 0.0
     counted_as_crash: bool = False
