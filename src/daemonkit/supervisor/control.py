@@ -9,6 +9,7 @@ are refused even if they got past the permissions (root excepted).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -21,6 +22,7 @@ from typing import Any, Callable
 
 MAX_REQUEST = 64 * 1024
 SEND_TIMEOUT = 10.0  # a client that has not read its answer by then is dropped
+ACCEPT_PAUSE = 0.1  # out of descriptors with no reserve left: stop accepting this long (no busy loop)
 
 Reply = Callable[[dict[str, Any]], None]
 
@@ -53,7 +55,18 @@ class ControlServer:
                                  f"remove whatever is at {self.path} or make its directory writable") from None
         self.sock.listen(128)
         self.sock.setblocking(False)
+        # One descriptor held in reserve: when the supervisor runs out (EMFILE, e.g. programs that
+        # cannot start for want of them), it is given up so a client can still connect and learn why.
+        self._reserve: int | None = None
+        self.take_reserve()
         loop.add_reader(self.sock.fileno(), self._accept)
+
+    def take_reserve(self) -> None:
+        if self._reserve is None:
+            try:
+                self._reserve = os.open(os.devnull, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            except OSError:
+                pass  # still at the limit: retaken when a connection closes
 
     def _accept(self) -> None:
         while True:
@@ -61,7 +74,17 @@ class ControlServer:
                 conn, _ = self.sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError:
+            except OSError as exc:
+                if exc.errno not in (errno.EMFILE, errno.ENFILE):
+                    return
+                if self._reserve is not None:
+                    os.close(self._reserve)
+                    self._reserve = None
+                    continue
+                # Nothing left to accept with: the listening socket stays readable, so waiting in the
+                # selector would spin. Stop listening for a moment instead.
+                self.loop.remove_reader(self.sock.fileno())
+                self.loop.call_later(ACCEPT_PAUSE, self._resume)
                 return
             refusal = _peer_refusal(conn)
             if refusal:
@@ -75,9 +98,17 @@ class ControlServer:
             conn.setblocking(False)
             _Connection(conn, self)
 
+    def _resume(self) -> None:
+        if self.sock.fileno() >= 0:
+            self.take_reserve()
+            self.loop.add_reader(self.sock.fileno(), self._accept)
+
     def close(self) -> None:
         self.loop.remove_reader(self.sock.fileno())
         self.sock.close()
+        if self._reserve is not None:
+            os.close(self._reserve)
+            self._reserve = None
         try:
             os.unlink(self.path)
         except OSError:
@@ -160,6 +191,7 @@ class _Connection:
             self.conn.close()
         except OSError:
             pass
+        self.server.take_reserve()
 
 
 class _Refused:
