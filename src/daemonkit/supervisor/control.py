@@ -21,6 +21,10 @@ from typing import Any, Callable
 
 MAX_REQUEST = 64 * 1024
 SEND_TIMEOUT = 10.0  # a client that has not read its answer by then is dropped
+# A client that has not sent a whole request line by then is answered "timed out" and dropped (one
+# that connects and stays silent would otherwise hold a descriptor forever). The timer exists only
+# while such a connection is open: an idle supervisor with no client still never wakes up.
+REQUEST_TIMEOUT = 5.0
 
 Reply = Callable[[dict[str, Any]], None]
 
@@ -99,8 +103,23 @@ class _Connection:
         self.answered = False
         self.closed = False
         self.out = b""
-        self.timer: Any = None
+        self.timer: Any = server.loop.call_later(REQUEST_TIMEOUT, self._incomplete)
         server.loop.add_reader(conn.fileno(), self._on_readable)
+
+    def _incomplete(self) -> None:
+        """The request deadline passed without a whole line: count it as refused, say why, hang up."""
+        self.timer = None
+        if self.answered or self.closed:
+            return
+        why = (f"no complete request within {REQUEST_TIMEOUT:g}s ({len(self.buffer)} bytes without a "
+               "newline): connection dropped")
+        self.server.on_refused(why)
+        self.reply({"ok": False, "error": why})
+
+    def _cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
     def _on_readable(self) -> None:
         data = _recv(self.conn)
@@ -116,6 +135,7 @@ class _Connection:
             return
         line = self.buffer.split(b"\n", 1)[0]
         self.server.loop.remove_reader(self.conn.fileno())
+        self._cancel_timer()  # a whole request: the handler answers it when it has settled (no deadline)
         try:
             request = json.loads(line)
             if not isinstance(request, dict):
@@ -129,6 +149,7 @@ class _Connection:
         if self.answered:
             return
         self.answered = True
+        self._cancel_timer()
         self.server.loop.remove_reader(self.conn.fileno())
         self.out = (json.dumps(response, default=str) + "\n").encode()
         self._flush()
@@ -153,8 +174,7 @@ class _Connection:
         if self.closed:
             return
         self.closed = True
-        if self.timer is not None:
-            self.timer.cancel()
+        self._cancel_timer()
         self.server.loop.remove_reader(self.conn.fileno())  # unregisters a writer too
         try:
             self.conn.close()
@@ -163,12 +183,15 @@ class _Connection:
 
 
 class _Refused:
-    """A refused peer: its request is read and dropped until it hangs up (bounded), then closed."""
+    """A refused peer: its request is read and dropped until it hangs up (bounded in size and in
+    time), then closed."""
 
     def __init__(self, conn: socket.socket, server: ControlServer) -> None:
         self.conn = conn
         self.server = server
         self.seen = 0
+        self.closed = False
+        self.timer = server.loop.call_later(REQUEST_TIMEOUT, self._close)
         server.loop.add_reader(conn.fileno(), self._on_readable)
 
     def _on_readable(self) -> None:
@@ -177,8 +200,15 @@ class _Refused:
             return
         self.seen += len(data)
         if not data or self.seen > MAX_REQUEST:
-            self.server.loop.remove_reader(self.conn.fileno())
-            self.conn.close()
+            self._close()
+
+    def _close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.timer.cancel()
+        self.server.loop.remove_reader(self.conn.fileno())
+        self.conn.close()
 
 
 def _recv(conn: socket.socket) -> bytes | None:
