@@ -1,6 +1,6 @@
 """What the lane drivers (sd_driver.py, cli_driver.py, doctor_driver.py) share. They run as the test
 user inside with-systemd-user.sh from the lane's work directory, where ``lane.workdir`` copies this
-file next to them; so it imports nothing from the test suite, only the standard library."""
+file and tests/_wait.py next to them; so it imports nothing else from the test suite."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import hashlib
 import json
 import os
 import subprocess
-import time
 import traceback
 from pathlib import Path
 from typing import Any, Callable
+
+import _wait
 
 PROPS = ("ActiveState,SubState,MainPID,NRestarts,Result,ExecMainStatus,UnitFileState,LoadState,FragmentPath,"
          "NeedDaemonReload")
@@ -25,14 +26,7 @@ def show(unit: str) -> dict[str, str]:
 
 
 def wait_for(what: str, predicate: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.05)
+    return _wait.wait_for(predicate, timeout, 0.05, what, error=TimeoutError)
 
 
 def alive(pid: int | None) -> bool:

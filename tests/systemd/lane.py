@@ -84,7 +84,7 @@ def workdir(lane: str, prefix: str, driver: str, config: Callable[[Path], dict[s
             ) -> Iterator[Path]:
     """A work directory for one lane module, owned by the test user: the lane is skipped (with the
     reason) where it cannot run, the venv gets this checkout's daemonkit, and ``driver`` goes in with
-    driver_util.py and, when ``config(work)`` is given, its answer as config.json. Removed afterwards."""
+    driver_util.py (and its tests/_wait.py) and, when ``config(work)`` is given, its answer as config.json. Removed afterwards."""
     why = why_not()
     if why:
         import pytest
@@ -95,8 +95,8 @@ def workdir(lane: str, prefix: str, driver: str, config: Callable[[Path], dict[s
     work = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     try:
         here = Path(__file__).parent
-        for name in (driver, "driver_util.py"):
-            shutil.copy(here / name, work / name)
+        for source in (here / driver, here / "driver_util.py", here.parent / "_wait.py"):
+            shutil.copy(source, work / source.name)
         if config is not None:
             (work / "config.json").write_text(json.dumps(config(work)))
         give_to_test_user(work, *work.iterdir())
