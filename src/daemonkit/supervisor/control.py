@@ -4,7 +4,9 @@ Request:  ``{"op": "status" | "start" | "stop" | "restart" | "shutdown" | "wait"
 Response: ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``. Requests that change state are
 answered when the change has settled (a program is up or has failed; stopped), so clients need not
 poll. The socket lives in the 0700 home (or a 0700 temp dir) and, on Linux, peers of another uid
-are refused even if they got past the permissions (root excepted).
+are refused even if they got past the permissions (root excepted). A request line must arrive whole
+within ``REQUEST_TIMEOUT`` of connecting; a client that stays silent is answered why and dropped, and
+counts as a refused control request.
 """
 
 from __future__ import annotations
