@@ -57,16 +57,17 @@ def _evidence(status: Any) -> dict[str, Any]:
     return ev
 
 
-Say = Callable[..., Check]
+Say = Callable[..., Check]  # say(result, summary, hint="", extra=None) -> this probe's Check
+Judge = Callable[[Facts, Cmd, Any, Say], Check]  # judge(facts, cmd, backend status, say)
+Probe = Callable[[Facts, Cmd], Check]
 
 
-def _asks_manager(number: int, key: str, title: str) -> Callable[[Callable[[Facts, Cmd, Any, Say], Check]],
-                                                                 Callable[[Facts, Cmd], Check]]:
+def _asks_manager(number: int, key: str, title: str) -> Callable[[Judge], Probe]:
     """[7], [8] and [9] start alike: the backend's status, or the Check that stands in for it (not
     installed, install.json unusable, the manager did not answer), and its evidence. The decorated
     judge gets the status and ``say(result, summary, hint="", extra=None)``, which builds this probe's
     Check with that evidence (plus ``extra``)."""
-    def wrap(judge: Callable[[Facts, Cmd, Any, Say], Check]) -> Callable[[Facts, Cmd], Check]:
+    def wrap(judge: Judge) -> Probe:
         @functools.wraps(judge)
         def probe(f: Facts, cmd: Cmd) -> Check:
             status, early = _backend(f, number, key, title, cmd)
