@@ -4,7 +4,9 @@ Request:  ``{"op": "status" | "start" | "stop" | "restart" | "shutdown" | "wait"
 Response: ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``. Requests that change state are
 answered when the change has settled (a program is up or has failed; stopped), so clients need not
 poll. The socket lives in the 0700 home (or a 0700 temp dir) and, on Linux, peers of another uid
-are refused even if they got past the permissions (root excepted).
+are refused even if they got past the permissions (root excepted). A request line must arrive whole
+within ``REQUEST_TIMEOUT`` of connecting; a client that stays silent is answered why and dropped, and
+counts as a refused control request.
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ from typing import Any, Callable
 MAX_REQUEST = 64 * 1024
 SEND_TIMEOUT = 10.0  # a client that has not read its answer by then is dropped
 ACCEPT_PAUSE = 0.1  # out of descriptors with no reserve left: stop accepting this long (no busy loop)
+# A client that has not sent a whole request line by then is answered "timed out" and dropped (one
+# that connects and stays silent would otherwise hold a descriptor forever). The timer exists only
+# while such a connection is open: an idle supervisor with no client still never wakes up.
+REQUEST_TIMEOUT = 5.0
 
 Reply = Callable[[dict[str, Any]], None]
 
@@ -130,8 +136,23 @@ class _Connection:
         self.answered = False
         self.closed = False
         self.out = b""
-        self.timer: Any = None
+        self.timer: Any = server.loop.call_later(REQUEST_TIMEOUT, self._incomplete)
         server.loop.add_reader(conn.fileno(), self._on_readable)
+
+    def _incomplete(self) -> None:
+        """The request deadline passed without a whole line: count it as refused, say why, hang up."""
+        self.timer = None
+        if self.answered or self.closed:
+            return
+        why = (f"no complete request within {REQUEST_TIMEOUT:g}s ({len(self.buffer)} bytes without a "
+               "newline): connection dropped")
+        self.server.on_refused(why)
+        self.reply({"ok": False, "error": why})
+
+    def _cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
     def _on_readable(self) -> None:
         data = _recv(self.conn)
@@ -147,6 +168,7 @@ class _Connection:
             return
         line = self.buffer.split(b"\n", 1)[0]
         self.server.loop.remove_reader(self.conn.fileno())
+        self._cancel_timer()  # a whole request: the handler answers it when it has settled (no deadline)
         try:
             request = json.loads(line)
             if not isinstance(request, dict):
@@ -160,6 +182,7 @@ class _Connection:
         if self.answered:
             return
         self.answered = True
+        self._cancel_timer()
         self.server.loop.remove_reader(self.conn.fileno())
         self.out = (json.dumps(response, default=str) + "\n").encode()
         self._flush()
@@ -184,8 +207,7 @@ class _Connection:
         if self.closed:
             return
         self.closed = True
-        if self.timer is not None:
-            self.timer.cancel()
+        self._cancel_timer()
         self.server.loop.remove_reader(self.conn.fileno())  # unregisters a writer too
         try:
             self.conn.close()
@@ -195,12 +217,15 @@ class _Connection:
 
 
 class _Refused:
-    """A refused peer: its request is read and dropped until it hangs up (bounded), then closed."""
+    """A refused peer: its request is read and dropped until it hangs up (bounded in size and in
+    time), then closed."""
 
     def __init__(self, conn: socket.socket, server: ControlServer) -> None:
         self.conn = conn
         self.server = server
         self.seen = 0
+        self.closed = False
+        self.timer = server.loop.call_later(REQUEST_TIMEOUT, self._close)
         server.loop.add_reader(conn.fileno(), self._on_readable)
 
     def _on_readable(self) -> None:
@@ -209,8 +234,16 @@ class _Refused:
             return
         self.seen += len(data)
         if not data or self.seen > MAX_REQUEST:
-            self.server.loop.remove_reader(self.conn.fileno())
-            self.conn.close()
+            self._close()
+
+    def _close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.timer.cancel()
+        self.server.loop.remove_reader(self.conn.fileno())
+        self.conn.close()
+        self.server.take_reserve()
 
 
 def _recv(conn: socket.socket) -> bytes | None:
