@@ -41,10 +41,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "src"
+sys.path.insert(0, str(ROOT / "tests"))  # the polling helper the tests use
+from _wait import wait_for  # noqa: E402
+
 PY = sys.executable
 
 
@@ -92,14 +95,6 @@ def pss_kib(pid: int) -> int:
     return 0
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.005) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError("condition not met in time")
 
 
 class Probe:
@@ -334,7 +329,8 @@ class Supervisord:
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             sd = psutil.Process(proc.pid)
-            wait_until(lambda: len(sd.children()) >= n, timeout=300, interval=0.01)
+            wait_for(lambda: len(sd.children()) >= n, timeout=300, interval=0.01,
+                     what=f"supervisord to run {n} programs", error=TimeoutError)
             res["cold_all_spawned_s"] = round(time.perf_counter() - t0, 4)
             pid = probe.next_pid()
             samples = []

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import sys
-import time
 from typing import Any, Callable
 
 import psutil
+
+import _wait
 
 from daemonkit import api
 from daemonkit.paths import Home
@@ -18,7 +20,7 @@ PY = sys.executable
 SLEEP = ("sleep", "100000")
 
 __all__ = ["Backoff", "Program", "Readiness", "Spec", "PY", "SLEEP", "start", "state", "prog", "wait_for",
-           "events", "gone", "supervisor_pid", "sentinel_of"]
+           "events", "gone", "supervisor_pid", "sentinel_of", "cli_status", "program_of"]
 
 
 def start(spec: Spec, timeout: float = 60.0) -> Home:
@@ -38,20 +40,11 @@ def prog(home: Home, name: str) -> dict[str, Any]:
     return state(home)["programs"][name]
 
 
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.02) -> Any:
-    """Generous deadlines: the CI machine has two cores shared with other jobs."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-        except (KeyError, OSError, AssertionError) as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s (last value: {last!r})")
+    """A state that is being rewritten, a program not listed yet: "not yet", not a failure."""
+    return _wait.wait_for(predicate, timeout, interval, ignore=(KeyError, OSError, AssertionError))
 
 
 def events(home: Home, kind: str | None = None, program: str | None = None) -> list[dict[str, Any]]:
@@ -64,6 +57,18 @@ def gone(pid: int) -> bool:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
+
+
+def cli_status(cli: Callable[..., Any], name: str) -> dict[str, Any]:
+    """``daemonkit status NAME --json`` through the ``cli`` fixture, parsed (running or not)."""
+    result = cli("status", name, "--json")
+    assert result.returncode in (0, 3), result.stderr
+    return json.loads(result.stdout)
+
+
+def program_of(status: dict[str, Any], name: str) -> dict[str, Any]:
+    """One program's entry of a ``status --json`` answer."""
+    return next(p for p in status["programs"] if p["name"] == name)
 
 
 def supervisor_pid(home: Home) -> int:

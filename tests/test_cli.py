@@ -10,41 +10,23 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any, Callable
 
 import psutil
 
+from _supervisor_util import cli_status, program_of
+from _wait import wait_for
+
 PY = sys.executable
 SLEEPER = [PY, "-c", "import time; print('up', flush=True); time.sleep(600)"]
-
-
-def _status(cli: Callable[..., Any], name: str) -> dict[str, Any]:
-    result = cli("status", name, "--json")
-    assert result.returncode in (0, 3), result.stderr
-    return json.loads(result.stdout)
-
-
-def _wait_for(predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
-
-
-def _program(status: dict[str, Any], name: str) -> dict[str, Any]:
-    return next(p for p in status["programs"] if p["name"] == name)
 
 
 def test_demo_end_to_end(cli, dk_env) -> None:  # type: ignore[no-untyped-def]
     result = cli("demo")
     assert result.returncode == 0, result.stderr
     assert "demo is up" in result.stdout and "daemonkit stop demo" in result.stdout
-    status = _status(cli, "demo")
+    status = cli_status(cli, "demo")
     assert status["schema"] == "daemonkit.status/1" and status["running"] and status["healthy"]
-    gateway = _program(status, "gateway")
+    gateway = program_of(status, "gateway")
     assert gateway["state"] == "ready" and gateway["ready"]
     spec_text = (Path(dk_env["DAEMONKIT_HOME"]) / "demo" / "spec.toml").read_text()
     port = int(spec_text.split('"--port",')[1].split('"')[1])
@@ -69,8 +51,8 @@ def test_add_start_status_logs_list_remove(cli, dk_env) -> None:  # type: ignore
     started = cli("start", "sleepy")
     assert started.returncode == 0, started.stderr
     assert "started sleepy" in started.stdout
-    status = _status(cli, "sleepy")
-    assert _program(status, "sleepy")["state"] == "running"
+    status = cli_status(cli, "sleepy")
+    assert program_of(status, "sleepy")["state"] == "running"
     listed = cli("list")
     assert "sleepy" in listed.stdout and "running" in listed.stdout
     logs = cli("logs", "sleepy")
@@ -80,16 +62,16 @@ def test_add_start_status_logs_list_remove(cli, dk_env) -> None:  # type: ignore
     removed = cli("remove", "sleepy")
     assert removed.returncode == 0, removed.stderr
     assert not (Path(dk_env["DAEMONKIT_HOME"]) / "sleepy").exists()
-    pid = _program(status, "sleepy")["pid"]
+    pid = program_of(status, "sleepy")["pid"]
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
 
 
 def test_kill_9_program_is_restarted(cli) -> None:  # type: ignore[no-untyped-def]
     assert cli("add", "k", "--restart", "always", "--", *SLEEPER).returncode == 0
     assert cli("start", "k").returncode == 0
-    first = _program(_status(cli, "k"), "k")["pid"]
+    first = program_of(cli_status(cli, "k"), "k")["pid"]
     os.kill(first, signal.SIGKILL)
-    second = _wait_for(lambda: (p := _program(_status(cli, "k"), "k"))["pid"] not in (None, first) and p)
+    second = wait_for(lambda: (p := program_of(cli_status(cli, "k"), "k"))["pid"] not in (None, first) and p)
     assert second["restarts"] == 1
     assert psutil.Process(second["pid"]).cmdline()[-1].startswith("import time")
 
@@ -98,19 +80,19 @@ def test_exit_code_contract(cli) -> None:  # type: ignore[no-untyped-def]
     # 78: config error -> no restart until an explicit start.
     assert cli("add", "cfg", "--", PY, "-c", "import time,sys; time.sleep(1.5); sys.exit(78)").returncode == 0
     assert cli("start", "cfg").returncode == 0
-    prog = _wait_for(lambda: (p := _program(_status(cli, "cfg"), "cfg"))["state"] == "config-error" and p)
+    prog = wait_for(lambda: (p := program_of(cli_status(cli, "cfg"), "cfg"))["state"] == "config-error" and p)
     time.sleep(0.5)
-    prog = _program(_status(cli, "cfg"), "cfg")
+    prog = program_of(cli_status(cli, "cfg"), "cfg")
     assert prog["state"] == "config-error" and prog["restarts"] == 0 and prog["last_exit"]["code"] == 78
     # 0 under on-failure: done, not restarted.
     assert cli("add", "done", "--", PY, "-c", "import time; time.sleep(1.2)").returncode == 0
     assert cli("start", "done").returncode == 0
-    prog = _wait_for(lambda: (p := _program(_status(cli, "done"), "done"))["state"] == "exited" and p)
+    prog = wait_for(lambda: (p := program_of(cli_status(cli, "done"), "done"))["state"] == "exited" and p)
     assert prog["last_exit"]["code"] == 0 and prog["restarts"] == 0 and "exited 0" in prog["reason"]
     # 0 under always: restarted.
     assert cli("add", "again", "--restart", "always", "--", PY, "-c", "import time; time.sleep(1.2)").returncode == 0
     assert cli("start", "again").returncode == 0
-    _wait_for(lambda: _program(_status(cli, "again"), "again")["restarts"] >= 1)
+    wait_for(lambda: program_of(cli_status(cli, "again"), "again")["restarts"] >= 1)
 
 
 def test_exit_75_restarts_without_backoff(cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -120,7 +102,7 @@ def test_exit_75_restarts_without_backoff(cli, tmp_path) -> None:  # type: ignor
             "time.sleep(1.2) if n == 0 else None; sys.exit(75) if n < 4 else time.sleep(600)")
     assert cli("add", "t75", "--", PY, "-c", code).returncode == 0
     assert cli("start", "t75").returncode == 0
-    prog = _wait_for(lambda: (p := _program(_status(cli, "t75"), "t75"))["restarts"] >= 4 and p["state"] == "running" and p)
+    prog = wait_for(lambda: (p := program_of(cli_status(cli, "t75"), "t75"))["restarts"] >= 4 and p["state"] == "running" and p)
     assert prog["restarts"] == 4
     events = cli("logs", "t75", "--events", "-n", "100").stdout
     assert "backoff" not in events and "crashloop" not in events
@@ -135,7 +117,7 @@ def test_crash_loop_backs_off_then_crashloop(cli, dk_env) -> None:  # type: igno
     started = cli("start", "crashy")
     assert started.returncode == 1
     assert "crashy failed to start" in started.stderr
-    assert _status(cli, "crashy")["running"] is False  # nothing half-started is left behind
+    assert cli_status(cli, "crashy")["running"] is False  # nothing half-started is left behind
 
 
 def test_bad_input_gets_one_clear_line(cli, dk_env, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -152,7 +134,7 @@ def test_bad_input_gets_one_clear_line(cli, dk_env, tmp_path) -> None:  # type: 
     ghost = cli("start", "ghost")
     assert ghost.returncode == 1
     assert "executable not found" in ghost.stderr and "/nonexistent/bin/daemon" in ghost.stderr
-    assert _status(cli, "ghost")["running"] is False
+    assert cli_status(cli, "ghost")["running"] is False
     usage = cli("start")
     assert usage.returncode == 1 and "no NAME given" in usage.stderr
     assert cli("frobnicate").returncode == 2
@@ -178,7 +160,7 @@ def test_port_in_use_fails_start_with_reason(cli) -> None:  # type: ignore[no-un
         result = cli("demo", "--port", str(port))
     assert result.returncode == 1
     assert "cannot listen" in result.stderr and "config-error" in result.stderr
-    assert _status(cli, "demo")["running"] is False
+    assert cli_status(cli, "demo")["running"] is False
 
 
 def test_unwritable_home(cli, dk_env, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -211,24 +193,24 @@ def _kill_supervisor_and_its_guard(pid: int) -> None:
 def test_supervisor_killed_then_stop_and_start_end_orphans(cli) -> None:  # type: ignore[no-untyped-def]
     assert cli("add", "orph", "--", *SLEEPER).returncode == 0
     assert cli("start", "orph").returncode == 0
-    status = _status(cli, "orph")
-    supervisor, program = status["supervisor_pid"], _program(status, "orph")["pid"]
+    status = cli_status(cli, "orph")
+    supervisor, program = status["supervisor_pid"], program_of(status, "orph")["pid"]
     _kill_supervisor_and_its_guard(supervisor)
-    _wait_for(lambda: _status(cli, "orph")["running"] is False)
-    after = _status(cli, "orph")
-    assert _program(after, "orph")["state"] == "orphaned"
+    wait_for(lambda: cli_status(cli, "orph")["running"] is False)
+    after = cli_status(cli, "orph")
+    assert program_of(after, "orph")["state"] == "orphaned"
     assert any("supervisor.pid is stale" in p for p in after["problems"])
     assert any("still running without a supervisor" in p for p in after["problems"])
     # A new supervisor ends the old program (by identity) before starting a fresh one.
     assert cli("start", "orph").returncode == 0
     assert not psutil.pid_exists(program) or psutil.Process(program).status() == psutil.STATUS_ZOMBIE
-    new = _program(_status(cli, "orph"), "orph")["pid"]
+    new = program_of(cli_status(cli, "orph"), "orph")["pid"]
     assert new != program
     events = cli("logs", "orph", "--events", "-n", "50").stdout
     assert "orphan-ended" in events
     # Kill the supervisor again: now `stop` ends the leftover.
-    _kill_supervisor_and_its_guard(_status(cli, "orph")["supervisor_pid"])
-    _wait_for(lambda: _status(cli, "orph")["running"] is False)
+    _kill_supervisor_and_its_guard(cli_status(cli, "orph")["supervisor_pid"])
+    wait_for(lambda: cli_status(cli, "orph")["running"] is False)
     stopped = cli("stop", "orph")
     assert stopped.returncode == 0 and "left behind by a dead supervisor" in stopped.stdout
     assert not psutil.pid_exists(new) or psutil.Process(new).status() == psutil.STATUS_ZOMBIE
@@ -244,7 +226,7 @@ def test_corrupt_files_are_reported_and_healed(cli, dk_env) -> None:  # type: ig
     assert status.returncode == 3
     assert "state.json unusable" in status.stdout and "supervisor.pid unusable" in status.stdout
     assert cli("start", "c").returncode == 0  # healed by the new supervisor
-    live = _status(cli, "c")
+    live = cli_status(cli, "c")
     assert live["running"] and live["problems"] == []
     assert json.loads(home.joinpath("state.json").read_text())["programs"]["c"]["state"] == "running"
 
@@ -253,7 +235,7 @@ def test_graceful_stop_then_kill_after_grace(cli, tmp_path) -> None:  # type: ig
     code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(600)"
     assert cli("add", "stubborn", "--stop-grace", "0.5", "--", PY, "-c", code).returncode == 0
     assert cli("start", "stubborn").returncode == 0
-    pid = _program(_status(cli, "stubborn"), "stubborn")["pid"]
+    pid = program_of(cli_status(cli, "stubborn"), "stubborn")["pid"]
     started = time.monotonic()
     assert cli("stop", "stubborn").returncode == 0
     assert time.monotonic() - started >= 0.5
@@ -270,13 +252,13 @@ def test_start_and_stop_one_program(cli, dk_env, tmp_path) -> None:  # type: ign
         f'[programs.b]\nargv = {json.dumps(SLEEPER)}\nautostart = false\n')
     started = cli("start", "--spec", str(spec))
     assert started.returncode == 0, started.stderr
-    status = _status(cli, "two")
-    assert _program(status, "a")["state"] == "running" and _program(status, "b")["state"] == "stopped"
+    status = cli_status(cli, "two")
+    assert program_of(status, "a")["state"] == "running" and program_of(status, "b")["state"] == "stopped"
     assert cli("start", "two", "--program", "b").returncode == 0
-    assert _program(_status(cli, "two"), "b")["state"] == "running"
+    assert program_of(cli_status(cli, "two"), "b")["state"] == "running"
     assert cli("stop", "two", "--program", "a").returncode == 0
-    status = _status(cli, "two")
-    assert _program(status, "a")["state"] == "stopped" and _program(status, "b")["state"] == "running"
+    status = cli_status(cli, "two")
+    assert program_of(status, "a")["state"] == "stopped" and program_of(status, "b")["state"] == "running"
     wrong = cli("stop", "two", "--program", "zzz")
     assert wrong.returncode == 2 and "known: a, b" in wrong.stderr
 
@@ -294,7 +276,7 @@ def test_install_detached_when_no_manager_is_honest_and_uninstall_undoes(cli, dk
     assert "cannot start inst at login" in result.stdout and "started inst (detached)" in result.stdout
     record = json.loads((home / "install.json").read_text())
     assert record["backend"] == "detached" and record["argv"][-1] == str(home)
-    assert _status(cli, "inst")["running"]
+    assert cli_status(cli, "inst")["running"]
     again = cli("install", "inst", "--backend", "detached")
     assert again.returncode == 0 and "started" not in again.stdout  # idempotent: no second supervisor
     wrong = cli("install", "inst", "--backend", "nosuch")
@@ -302,5 +284,5 @@ def test_install_detached_when_no_manager_is_honest_and_uninstall_undoes(cli, dk
     removed = cli("uninstall", "inst")
     assert removed.returncode == 0 and "stopped inst" in removed.stdout
     assert not (home / "install.json").exists() and (home / "spec.toml").exists()
-    assert _status(cli, "inst")["running"] is False
+    assert cli_status(cli, "inst")["running"] is False
     assert cli("uninstall", "inst").returncode == 4  # not installed: says so

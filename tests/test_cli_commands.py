@@ -7,45 +7,18 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Any, Callable
 
-import psutil
 import pytest
+
+from _supervisor_util import cli_status, gone, program_of
+from _wait import wait_for
 
 PY = sys.executable
 SLEEPER = [PY, "-c", "import time; print('up', flush=True); time.sleep(600)"]
 STATUS_KEYS = {"schema", "version", "name", "home", "running", "source", "supervisor_pid", "supervisor_started_at",
                "backend", "programs", "problems", "healthy"}
 PROGRAM_KEYS = {"name", "state", "reason", "pid", "ready", "restarts", "since", "last_exit", "status_text"}
-
-
-def _status(cli: Callable[..., Any], name: str) -> dict[str, Any]:
-    result = cli("status", name, "--json")
-    assert result.returncode in (0, 3), result.stderr
-    return json.loads(result.stdout)
-
-
-def _program(status: dict[str, Any], name: str) -> dict[str, Any]:
-    return next(p for p in status["programs"] if p["name"] == name)
-
-
-def _gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
-def _wait_for(predicate: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def _two_programs(tmp_path: Path) -> Path:
@@ -57,18 +30,18 @@ def _two_programs(tmp_path: Path) -> Path:
 
 def test_restart_the_daemon_and_one_program(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     assert cli("start", "--spec", str(_two_programs(tmp_path))).returncode == 0
-    before = _status(cli, "pair")
+    before = cli_status(cli, "pair")
     one = cli("restart", "pair", "--program", "a")
     assert one.returncode == 0 and "restarted a" in one.stdout
-    after_one = _status(cli, "pair")
+    after_one = cli_status(cli, "pair")
     assert after_one["supervisor_pid"] == before["supervisor_pid"]
-    assert _program(after_one, "a")["pid"] != _program(before, "a")["pid"] and _gone(_program(before, "a")["pid"])
-    assert _program(after_one, "b")["pid"] == _program(before, "b")["pid"]
+    assert program_of(after_one, "a")["pid"] != program_of(before, "a")["pid"] and gone(program_of(before, "a")["pid"])
+    assert program_of(after_one, "b")["pid"] == program_of(before, "b")["pid"]
     whole = cli("restart", "pair")
     assert whole.returncode == 0 and "restarted pair" in whole.stdout
-    after = _status(cli, "pair")
+    after = cli_status(cli, "pair")
     assert after["running"] and after["supervisor_pid"] != before["supervisor_pid"]
-    assert _gone(before["supervisor_pid"]) and _gone(_program(after_one, "b")["pid"])
+    assert gone(before["supervisor_pid"]) and gone(program_of(after_one, "b")["pid"])
     assert all(p["state"] == "running" for p in after["programs"])
 
 
@@ -76,7 +49,7 @@ def test_restart_of_a_stopped_daemon_starts_it(cli) -> None:  # type: ignore[no-
     assert cli("add", "cold", "--", *SLEEPER).returncode == 0
     result = cli("restart", "cold")
     assert result.returncode == 0, result.stderr
-    assert _status(cli, "cold")["running"]
+    assert cli_status(cli, "cold")["running"]
 
 
 def test_run_in_the_foreground_until_interrupted(dk_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -88,10 +61,10 @@ def test_run_in_the_foreground_until_interrupted(dk_env, tmp_path: Path) -> None
     proc = subprocess.Popen([PY, "-m", "daemonkit", "run", "fg"], env=dk_env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        status = _wait_for(lambda: (s := json.loads(run_cli("status", "fg", "--json", env=dk_env).stdout))["running"]
-                           and _program(s, "fg")["state"] == "running" and s)
+        status = wait_for(lambda: (s := json.loads(run_cli("status", "fg", "--json", env=dk_env).stdout))["running"]
+                           and program_of(s, "fg")["state"] == "running" and s)
         assert status["supervisor_pid"] == proc.pid and status["backend"] == "foreground"
-        program = _program(status, "fg")["pid"]
+        program = program_of(status, "fg")["pid"]
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
     finally:
@@ -99,19 +72,19 @@ def test_run_in_the_foreground_until_interrupted(dk_env, tmp_path: Path) -> None
             proc.kill()
             proc.wait()
     assert proc.returncode == 0 and "running fg in the foreground" in err
-    assert _gone(program)
+    assert gone(program)
     assert run_cli("status", "fg", env=dk_env).returncode == 3
 
 
 def test_status_and_list_json_are_stable(cli, dk_env) -> None:  # type: ignore[no-untyped-def]
     assert cli("add", "js", "--", *SLEEPER).returncode == 0
-    stopped = _status(cli, "js")
+    stopped = cli_status(cli, "js")
     assert set(stopped) == STATUS_KEYS and stopped["schema"] == "daemonkit.status/1"
     assert stopped["running"] is False and stopped["source"] == "none"
     assert cli("start", "js").returncode == 0
-    live = _status(cli, "js")
+    live = cli_status(cli, "js")
     assert set(live) == STATUS_KEYS and live["running"] and live["source"] == "live" and live["healthy"]
-    assert set(_program(live, "js")) == PROGRAM_KEYS
+    assert set(program_of(live, "js")) == PROGRAM_KEYS
     listed = cli("list", "--json")
     assert listed.returncode == 0
     entries = json.loads(listed.stdout)

@@ -19,6 +19,9 @@ import jsonschema
 import psutil
 import pytest
 
+from _supervisor_util import gone
+from _wait import wait_for
+
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = json.loads((ROOT / "docs" / "status-schema.json").read_text())
 PY = sys.executable
@@ -63,23 +66,6 @@ def results(report: dict[str, Any]) -> dict[int, str]:
 def row(table: str, number: int) -> str:
     """The table line of probe ``number`` (its first line)."""
     return next(line for line in table.splitlines() if line.startswith(f"[{number:>2}] "))
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
-
-
-def gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 @pytest.fixture

@@ -170,3 +170,25 @@ def test_long_home_paths_get_a_short_socket_path(tmp_path: Path) -> None:
     assert len(str(home.control_socket)) < 108
     assert home.control_socket != deep / "control.sock"
     assert Home(tmp_path / "short").control_socket == tmp_path / "short" / "control.sock"
+
+
+def test_deferred_events_wait_for_the_loop_turn_but_not_for_a_whole_burst(tmp_path: Path) -> None:
+    """The supervisor defers ledger writes to the end of the loop turn (a restart writes nothing before
+    the new program runs); a burst bigger than DEFERRED_MAX is written as it comes, not held whole."""
+    from daemonkit.store.events import DEFERRED_MAX
+
+    path = tmp_path / "events.jsonl"
+    scheduled: list[object] = []
+    log = EventLog(path)
+    log.defer_writes(scheduled.append)
+    log.emit("exit", "p", 1)
+    log.emit("spawn", "p", 2)
+    assert not path.exists() or path.read_text() == ""  # a restart's records wait for the turn's end
+    assert len(scheduled) == 1
+    for i in range(DEFERRED_MAX):
+        log.emit("spawn", f"q{i}", 10 + i)
+    written = [e["event"] for e in read_events(path)]
+    assert len(written) >= DEFERRED_MAX  # the burst did not wait
+    log.flush()
+    assert len(list(read_events(path))) == DEFERRED_MAX + 2
+    log.close()

@@ -164,3 +164,23 @@ def test_control_request_from_another_user_is_refused(dk_env) -> None:  # type: 
                             text=True, timeout=60)
     assert result.returncode != 0 and "PermissionError" in result.stderr  # the 0700 home keeps it out
     assert prog(home, "p")["pid"] == pid and state(home)["supervisor"]["state"] == "running"
+
+
+def test_last_words_before_a_stop_and_every_runs_output_reach_the_log(dk_env) -> None:  # type: ignore[no-untyped-def]
+    """The output pipes outlive a run (the supervisor keeps them for the next one), so nothing may be
+    lost at the end: what a program prints on SIGTERM, and what each run printed, is in its log."""
+    code = ("import os, signal, sys, time\n"
+            "def bye(*_):\n    print('goodbye from', os.getpid(), flush=True); sys.stderr.write('err-bye\\n'); sys.exit(0)\n"
+            "signal.signal(signal.SIGTERM, bye)\nprint('hello from', os.getpid(), flush=True)\ntime.sleep(100000)\n")
+    spec = Spec("words", (Program("p", (PY, "-c", code), restart="always"),))
+    home = start(spec)
+    first = prog(home, "p")["pid"]
+    time.sleep(1.1)  # a stable run: restarted at once
+    os.kill(first, signal.SIGKILL)
+    second = wait_for(lambda: (p := prog(home, "p"))["state"] == "running" and p["pid"] != first and p["pid"])
+    shutdown(home)
+    wait_for(lambda: not home.pid_file.exists())  # removed after the logs are closed
+    out = (home.logs_dir / "p.out.log").read_text()
+    assert f"hello from {first}" in out and f"hello from {second}" in out
+    assert f"goodbye from {second}" in out, out
+    assert "err-bye" in (home.logs_dir / "p.err.log").read_text()

@@ -4,11 +4,11 @@ been restarted exactly once, and the new instance must start only after the old 
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
 import textwrap
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any, Callable
@@ -16,11 +16,16 @@ from typing import Any, Callable
 import psutil
 import pytest
 
+import _wait
+
 from daemonkit import api
 from daemonkit.demo import free_port
 from daemonkit.paths import Home
 from daemonkit.spec import Program, Readiness, Spec
 from daemonkit.update import manager_restart, respawn_after_update
+
+# The app does not answer (URLError, an OSError) while it restarts: that is "not yet".
+wait_for = functools.partial(_wait.wait_for, ignore=(OSError,))
 
 APP = '''
 import json, os, signal, sys, time
@@ -98,17 +103,6 @@ class App:
         return path.read_text() if path.exists() else ""
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except OSError:
-            value = None
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not met within {timeout}s")
 
 
 def assert_restarted_once_without_overlap(app: App) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +89,12 @@ class ProgramStatus:
     last_exit: dict[str, Any] | None = None
     status_text: str = ""
 
+    def to_json(self) -> dict[str, Any]:
+        data = dict(vars(self))
+        if isinstance(self.last_exit, dict):
+            data["last_exit"] = dict(self.last_exit)
+        return data
+
 
 @dataclass
 class DaemonStatus:
@@ -110,7 +116,11 @@ class DaemonStatus:
         return self.running and all(p.state in ("running", "ready") for p in self.programs if p.state != "stopped")
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        # Not dataclasses.asdict: it deep-copies value by value (30 ms at 1000 programs, on every
+        # `status --json` and `status --deep`); the fields are plain values, last_exit a flat dict.
+        data = dict(vars(self))
+        data["programs"] = [p.to_json() for p in self.programs]
+        data["problems"] = list(self.problems)
         data["schema"] = STATUS_SCHEMA
         data["version"] = __version__
         data["healthy"] = self.healthy

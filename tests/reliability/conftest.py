@@ -8,12 +8,13 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import psutil
 import pytest
+
+from _wait import wait_for  # noqa: F401 (the lane's modules import it from here)
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src"
@@ -25,17 +26,6 @@ SLEEP = "import time; print('up', flush=True); time.sleep(3600)"
 # Counts as "running" after 0.2 s instead of the default 1 s: keeps the lane short.
 QUICK = {"min_uptime": 0.2}
 
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.02, what: str = "") -> Any:
-    """Poll until ``predicate`` is truthy; generous by default because the machine is shared."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout:g}s: {what or predicate}")
-        time.sleep(interval)
 
 
 def spec_toml(name: str, programs: dict[str, dict[str, Any]], **top: Any) -> str:

@@ -95,6 +95,39 @@ def test_double_forked_child_ends_with_its_program(sandbox: Sandbox, new_session
     sandbox.assert_nothing_running()
 
 
+def test_orphan_sweep_ends_the_old_runs_orphans_not_the_new_runs(sandbox: Sandbox) -> None:
+    """A program that double-forks (setsid) a worker and exits: each exit ends the worker its run left
+    behind (swept shortly after the respawn), while the worker the restarted run just forked lives."""
+    workers = sandbox.work / "workers"
+    code = ("import os, time\n"
+            "if os.fork() == 0:\n"
+            "    os.setsid()\n"
+            "    if os.fork() == 0:\n"
+            f"        open({str(workers)!r}, 'a').write(str(os.getpid()) + '\\n'); time.sleep(3600)\n"
+            "    os._exit(0)\n"
+            "time.sleep(1.5); raise SystemExit(1)")  # a stable-enough run, then a failure: restarted at once
+    backoff = {**QUICK, "min_uptime": 0.3}
+    sandbox.start_spec("sweep", {"app": {"argv": [PY, "-c", code], "restart": "always", "backoff": backoff}})
+
+    def pids() -> list[int]:
+        return [int(line) for line in workers.read_text().split()] if workers.exists() else []
+
+    def alive(pid: int) -> bool:
+        try:
+            return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    for run in (2, 3):
+        wait_for(lambda: len(pids()) >= run, 20, what=f"run {run} and its worker")
+        time.sleep(0.4)  # past the sweep (50 ms after the exit), well inside the 1.5 s run
+        old, new = pids()[run - 2], pids()[run - 1]
+        assert not alive(old), f"run {run - 1}'s worker outlived its run"
+        assert alive(new), f"run {run}'s own worker was ended with the previous run's leftovers"
+    assert sandbox.cli("stop", "sweep").returncode == 0
+    sandbox.assert_nothing_running()
+
+
 @pytest.mark.slow
 def test_no_descriptor_leak_over_many_restarts(sandbox: Sandbox) -> None:
     """300 restarts (exit 75: restart at once, no backoff) leave the supervisor with the descriptors it

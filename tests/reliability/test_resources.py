@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from .conftest import PY, QUICK, SLEEP, Sandbox, wait_for
@@ -181,3 +182,64 @@ def test_clients_that_never_read_their_answer_do_not_stall_the_supervisor(sandbo
             s.close()
     assert sandbox.status("stall")["running"]
     assert sandbox.cli("stop", "stall").returncode == 0
+
+
+def _context_switches(proc: psutil.Process) -> int:
+    return sum(sum(psutil.Process(t.id).num_ctx_switches()) for t in proc.threads())
+
+
+def test_silent_and_half_request_clients_are_timed_out_and_counted(sandbox: Sandbox) -> None:
+    """A client that connects and sends nothing, and one that sends half a request and then stays silent,
+    are each answered "no complete request within 5s", hung up on by the supervisor (their descriptors
+    come back while the clients still hold their ends) and recorded as refused control requests. The
+    deadline is a loop timer that exists only while such a connection is open: once they are gone the
+    supervisor is idle again, with no periodic wakeup."""
+    from daemonkit.paths import Home
+    from daemonkit.supervisor.control import REQUEST_TIMEOUT
+
+    sandbox.start_spec("idlec", {"app": {"argv": [PY, "-c", SLEEP], "restart": "always", "backoff": QUICK}})
+    (supervisor,) = sandbox.supervisors()
+    time.sleep(0.5)  # the start's own control connections are closed
+    baseline = supervisor.num_fds()
+    path = str(Home(sandbox.home("idlec")).control_socket)
+    silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    half = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    began = time.monotonic()
+    try:
+        silent.connect(path)
+        half.connect(path)
+        half.sendall(b'{"op": "sta')  # no newline, ever
+        wait_for(lambda: supervisor.num_fds() >= baseline + 2, 10, what="the supervisor accepted both clients")
+        # Meanwhile a whole request is answered at once: pending clients do not block anyone.
+        assert sandbox.status("idlec")["running"]
+        answers = []
+        for client in (silent, half):
+            client.settimeout(REQUEST_TIMEOUT + 30)
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = client.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            answers.append(json.loads(data))
+            assert client.recv(1) == b"", "the supervisor kept the connection open after answering"
+        waited = time.monotonic() - began
+        assert waited >= REQUEST_TIMEOUT - 0.5, f"dropped after {waited:.2f}s, before the {REQUEST_TIMEOUT}s deadline"
+        for answer in answers:
+            assert answer["ok"] is False and "no complete request within" in answer["error"], answer
+        assert "0 bytes" in answers[0]["error"] and "11 bytes" in answers[1]["error"], answers
+        # Closed by the supervisor while both clients still hold their sockets.
+        wait_for(lambda: supervisor.num_fds() <= baseline, 15, what=f"fds back to {baseline}")
+    finally:
+        silent.close()
+        half.close()
+    refused = [e["detail"]["refused"] for e in sandbox.events("idlec")
+               if e["event"] == "control" and "refused" in (e.get("detail") or {})]
+    assert len([r for r in refused if "no complete request" in r]) == 2, refused
+    # No timer is left behind: the supervisor sleeps (a tick would show as a steady stream of switches).
+    time.sleep(0.5)
+    before = _context_switches(supervisor)
+    time.sleep(2.0)
+    woke = _context_switches(supervisor) - before
+    assert woke <= 2, f"the idle supervisor woke {woke} times in 2 s after the clients were dropped"
+    assert sandbox.cli("stop", "idlec").returncode == 0

@@ -9,7 +9,6 @@ step fails, with the traceback). The assertions live in test_systemd_cli.py.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -17,13 +16,13 @@ import socket
 import subprocess
 import sys
 import time
-import traceback
 import urllib.request
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+from driver_util import alive, record, show, tree, wait_for
 
 PY = sys.executable
-PROPS = "ActiveState,SubState,MainPID,NRestarts,Result,ExecMainStatus,UnitFileState,LoadState,NeedDaemonReload"
 HOME = Path(os.environ["HOME"])
 UNIT_DIR = HOME / ".config" / "systemd" / "user"
 # Program arguments with everything a shell or a unit file would mangle; they live in spec.toml.
@@ -36,35 +35,9 @@ def dk(*args: str, timeout: float = 90, drop_env: tuple[str, ...] = ()) -> dict[
     return {"rc": proc.returncode, "out": proc.stdout, "err": proc.stderr}
 
 
-def show(unit: str) -> dict[str, str]:
-    out = subprocess.run(["systemctl", "--user", "show", unit, "--property=" + PROPS],
-                         capture_output=True, text=True, timeout=10).stdout
-    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-
-
 def journal(unit: str) -> list[str]:
     return subprocess.run(["journalctl", "--user", "-u", unit, "--no-pager", "-o", "cat"],
                           capture_output=True, text=True, timeout=10).stdout.splitlines()
-
-
-def wait_for(what: str, predicate: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.05)
-
-
-def alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][0] != "Z"
-    except OSError:
-        return False
 
 
 def pids_with(marker: str) -> list[int]:
@@ -107,21 +80,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def tree(root: Path) -> list[list[str]]:
-    """Every path under ``root`` with its type, mode and content digest or link target."""
-    out = []
-    for path in sorted(root.rglob("*")):
-        st = path.lstat()
-        if path.is_symlink():
-            detail = "link:" + os.readlink(path)
-        elif path.is_file():
-            detail = "file:" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-        else:
-            detail = "dir"
-        out.append([str(path.relative_to(root)), oct(st.st_mode), detail])
-    return out
 
 
 def seed(name: str, argv: list[str], extra: str = "") -> None:
@@ -388,15 +346,8 @@ def main() -> int:
     config = json.loads((work / "config.json").read_text())
     os.environ["DAEMONKIT_HOME"] = config["dk_root"]
     obs: dict[str, Any] = {"phase": phase}
-    out = work / f"cli-{phase}.json"
-    try:
-        {"first": first, "second": second}[phase](obs, work)
-        return 0
-    except BaseException:
-        obs["error"] = traceback.format_exc()
-        return 1
-    finally:
-        out.write_text(json.dumps(obs, indent=1, default=str))
+    act = {"first": first, "second": second}[phase]
+    return record(work / f"cli-{phase}.json", obs, lambda: act(obs, work))
 
 
 if __name__ == "__main__":

@@ -12,9 +12,10 @@ import os
 import subprocess
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any
+
+from driver_util import record
 
 
 def deep(name: str) -> dict[str, Any]:
@@ -37,7 +38,8 @@ def main() -> int:
     obs: dict[str, Any] = {}
     spec = Spec(name="doc", programs=(Program("ticker", (sys.executable, "-c", "import time; time.sleep(3600)")),))
     unit = unit_name(spec)
-    try:
+
+    def act() -> None:
         obs["install"] = vars(api.install(spec, backend="systemd"))
         obs["installed"] = deep("doc")
         path = Path.home() / ".config" / "systemd" / "user" / unit
@@ -51,12 +53,8 @@ def main() -> int:
         time.sleep(0.2)
         obs["stopped"] = deep("doc")
         obs["uninstall"] = api.uninstall(spec)
-        return 0
-    except BaseException as exc:
-        obs["error"] = traceback.format_exc() + getattr(exc, "details", "")
-        return 1
-    finally:
-        (work / "doctor.json").write_text(json.dumps(obs, indent=1, default=str))
+
+    return record(work / "doctor.json", obs, act)
 
 
 if __name__ == "__main__":

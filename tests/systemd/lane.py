@@ -11,8 +11,10 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 ROOT = Path(__file__).resolve().parents[2]
 HARNESS = ROOT / "tests" / "envs" / "with-systemd-user.sh"
@@ -75,3 +77,29 @@ def harness(driver: str, phase: str, work: Path, result_name: str, timeout: floa
     evidence = f"{obs.get('error')}\n{proc.stderr[-3000:]}\n{json.dumps(obs, indent=1)[:6000]}"
     assert "error" not in obs and proc.returncode == 0, f"{phase} failed (rc {proc.returncode}):\n{evidence}"
     return obs
+
+
+@contextmanager
+def workdir(lane: str, prefix: str, driver: str, config: Callable[[Path], dict[str, Any]] | None = None
+            ) -> Iterator[Path]:
+    """A work directory for one lane module, owned by the test user: the lane is skipped (with the
+    reason) where it cannot run, the venv gets this checkout's daemonkit, and ``driver`` goes in with
+    driver_util.py (and its tests/_wait.py) and, when ``config(work)`` is given, its answer as config.json. Removed afterwards."""
+    why = why_not()
+    if why:
+        import pytest
+
+        pytest.skip(f"{lane} skipped: {why}")
+    sync_package()
+    # Not under pytest's tmp dir: that is root's and mode 700, so the test user could not enter it.
+    work = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    try:
+        here = Path(__file__).parent
+        for source in (here / driver, here / "driver_util.py", here.parent / "_wait.py"):
+            shutil.copy(source, work / source.name)
+        if config is not None:
+            (work / "config.json").write_text(json.dumps(config(work)))
+        give_to_test_user(work, *work.iterdir())
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -9,55 +9,22 @@ test_systemd_real.py; this script only acts and records.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+from driver_util import alive, record, show, tree, wait_for
 
 from daemonkit.backends.base import BackendContext
 from daemonkit.backends.systemd import SystemdBackend
 from daemonkit.backends.systemd_unit import unit_name
 from daemonkit.paths import Home
 from daemonkit.spec import Program, Spec, dump_spec
-
-PROPS = "ActiveState,SubState,MainPID,NRestarts,Result,ExecMainStatus,UnitFileState,LoadState,FragmentPath"
-
-
-def show(unit: str) -> dict[str, str]:
-    out = subprocess.run(["systemctl", "--user", "show", unit, "--property=" + PROPS],
-                         capture_output=True, text=True, timeout=10).stdout
-    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-
-
-def wait_for(what: str, predicate: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.05)
-
-
-def alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is dead for our purposes.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][0] != "Z"
-    except OSError:
-        return False
 
 
 def program_pid(home: Home, program: str) -> int | None:
@@ -67,21 +34,6 @@ def program_pid(home: Home, program: str) -> int | None:
         return pid if alive(pid) else None
     except (OSError, ValueError, KeyError, TypeError):
         return None
-
-
-def tree(root: Path) -> list[list[str]]:
-    """Every path under ``root`` with its type, mode and content digest or link target."""
-    out = []
-    for path in sorted(root.rglob("*")):
-        st = path.lstat()
-        if path.is_symlink():
-            detail = "link:" + os.readlink(path)
-        elif path.is_file():
-            detail = "file:" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-        else:
-            detail = "dir"
-        out.append([str(path.relative_to(root)), oct(st.st_mode), detail])
-    return out
 
 
 def make_spec(python: str) -> Spec:
@@ -150,15 +102,8 @@ def main() -> int:
     backend = SystemdBackend(BackendContext(python=sys.executable, env=dict(os.environ)))
     spec = make_spec(sys.executable)
     obs: dict[str, Any] = {"phase": phase}
-    out = work / f"{phase}.json"
-    try:
-        {"first": first, "second": second}[phase](obs, work, home, backend, spec, unit_name(spec))
-        return 0
-    except BaseException as exc:
-        obs["error"] = traceback.format_exc() + getattr(exc, "details", "")  # DaemonkitError: journal tail
-        return 1
-    finally:
-        out.write_text(json.dumps(obs, indent=1, default=str))
+    act = {"first": first, "second": second}[phase]
+    return record(work / f"{phase}.json", obs, lambda: act(obs, work, home, backend, spec, unit_name(spec)))
 
 
 if __name__ == "__main__":

@@ -6,14 +6,12 @@ cannot run (see lane.why_not)."""
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
-from lane import give_to_test_user, harness, sync_package, why_not
+from lane import harness, workdir
 
 # A real lane (its venv under /var/cache, a real systemd): no daemonkit sandbox or guard.
 pytestmark = pytest.mark.daemonkit_real("real systemd user manager lane")
@@ -26,18 +24,8 @@ pytestmark = pytest.mark.daemonkit_real("real systemd user manager lane")
 
 @pytest.fixture(scope="module")
 def obs() -> Iterator[dict[str, Any]]:
-    why = why_not()
-    if why:
-        pytest.skip(f"systemd lane skipped: {why}")
-    sync_package()
-    # Not under pytest's tmp dir: that is root's and mode 700, so the test user could not enter it.
-    work = Path(tempfile.mkdtemp(prefix="dk-doc-", dir="/tmp"))
-    try:
-        shutil.copy(Path(__file__).with_name("doctor_driver.py"), work / "doctor_driver.py")
-        give_to_test_user(work, *work.iterdir())
+    with workdir("systemd lane", "dk-doc-", "doctor_driver.py") as work:
         yield harness("doctor_driver.py", "doctor", work, "doctor.json")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def _probe(report: dict[str, Any], number: int) -> dict[str, Any]:

@@ -9,15 +9,12 @@ Skips, with the reason, where the lane cannot run.
 
 from __future__ import annotations
 
-import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
-from lane import give_to_test_user, harness, sync_package, why_not
+from lane import harness, workdir
 
 # A real lane (its venv under /var/cache, a real systemd): no daemonkit sandbox or guard.
 pytestmark = pytest.mark.daemonkit_real("real systemd user manager lane")
@@ -28,27 +25,20 @@ pytestmark = pytest.mark.daemonkit_real("real systemd user manager lane (CLI)")
 ODD_ARGS = ["a b", 'd"q', "it's", "100%", "%h", "$HOME", "${X}", "back\\slash", "line1\nline2", "tab\there"]
 
 
+def _cli_config(work: Path) -> dict[str, Any]:
+    # Daemon homes outside $HOME (so $HOME can be compared byte for byte), on a path that needs quoting
+    # in ExecStart=.
+    dk_root = work / "dk 100% $USER 'q'"
+    dk_root.mkdir()
+    return {"dk_root": str(dk_root)}
+
+
 @pytest.fixture(scope="module")
 def run() -> Iterator[dict[str, Any]]:
-    why = why_not()
-    if why:
-        pytest.skip(f"systemd CLI lane skipped: {why}")
-    sync_package()
-    # Not under pytest's tmp dir: that is root's and mode 700, so the test user could not enter it.
-    work = Path(tempfile.mkdtemp(prefix="dk-sdcli-", dir="/tmp"))
-    try:
-        # Daemon homes outside $HOME (so $HOME can be compared byte for byte), on a path that needs quoting
-        # in ExecStart=.
-        dk_root = work / "dk 100% $USER 'q'"
-        dk_root.mkdir()
-        shutil.copy(Path(__file__).with_name("cli_driver.py"), work / "cli_driver.py")
-        (work / "config.json").write_text(json.dumps({"dk_root": str(dk_root)}))
-        give_to_test_user(work, dk_root, *work.iterdir())
+    with workdir("systemd CLI lane", "dk-sdcli-", "cli_driver.py", _cli_config) as work:
         first = harness("cli_driver.py", "first", work, "cli-first.json")
         second = harness("cli_driver.py", "second", work, "cli-second.json")
         yield {"first": first, "second": second, "work": str(work)}
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def _ok(result: dict[str, Any]) -> str:

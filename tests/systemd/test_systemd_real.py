@@ -9,16 +9,13 @@ uninstall must leave $HOME exactly as it was. Skips, with the reason, where the 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
 import lane as lane_lib
-from lane import HARNESS, USER, VENV, sync_package, why_not  # noqa: F401 (HARNESS: test_doctor_systemd.py imports it from here)
+from lane import VENV
 
 UNIT = "daemonkit-demo.service"
 # A real lane: it installs into its venv and runs a real systemd, so no daemonkit sandbox or guard.
@@ -29,29 +26,18 @@ def harness(phase: str, work: Path) -> dict[str, Any]:
     return lane_lib.harness("sd_driver.py", phase, work, f"{phase}.json")
 
 
+def _odd_home(work: Path) -> dict[str, Any]:
+    # Quoting end to end: the unit's ExecStart carries this home path to the supervisor.
+    return {"dk_home": str(work / "odd dir 100% ${HOME} $USER 'q' \"d\" back\\slash" / "demo")}
+
+
 @pytest.fixture(scope="module")
 def lane() -> Iterator[dict[str, Any]]:
-    why = why_not()
-    if why:
-        pytest.skip(f"systemd lane skipped: {why}")
-    sync_package()
-    import pwd
-
-    entry = pwd.getpwnam(USER)
-    # Not under pytest's tmp dir: that is root's and mode 700, so the test user could not enter it.
-    work = Path(tempfile.mkdtemp(prefix="dk-sd-", dir="/tmp"))
-    try:
-        # Quoting end to end: the unit's ExecStart carries this home path to the supervisor.
-        dk_home = work / "odd dir 100% ${HOME} $USER 'q' \"d\" back\\slash" / "demo"
-        shutil.copy(Path(__file__).with_name("sd_driver.py"), work / "sd_driver.py")
-        (work / "config.json").write_text(json.dumps({"dk_home": str(dk_home)}))
-        for path in [work, *work.iterdir()]:
-            os.chown(path, entry.pw_uid, entry.pw_gid)
+    with lane_lib.workdir("systemd lane", "dk-sd-", "sd_driver.py", _odd_home) as work:
         first = harness("first", work)
         second = harness("second", work)
-        yield {"first": first, "second": second, "dk_home": str(dk_home), "python": str(VENV / "bin" / "python")}
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        dk_home = json.loads((work / "config.json").read_text())["dk_home"]
+        yield {"first": first, "second": second, "dk_home": dk_home, "python": str(VENV / "bin" / "python")}
 
 
 def test_install_starts_the_unit(lane: dict[str, Any]) -> None:

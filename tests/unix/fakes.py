@@ -10,11 +10,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from daemonkit.backends.base import CommandResult, RecordingRunner
+from _fake_manager import FakeManager
+
+from daemonkit.backends.base import CommandResult
 from daemonkit.spec import Program, Readiness, Spec
 
 
-class FakeSystemd:
+class FakeSystemd(FakeManager):
     def __init__(self, unit_dir: Path, *, wants: str = "default.target.wants") -> None:
         self.unit_dir = unit_dir
         self.wants = wants
@@ -26,11 +28,7 @@ class FakeSystemd:
         self.bus_missing = False
         self.linger: str | None = "no"  # None: loginctl cannot answer
         self.linger_allowed = False
-        self.runner = RecordingRunner(responder=self.respond)
-
-    @property
-    def calls(self) -> list[tuple[str, ...]]:
-        return self.runner.calls
+        super().__init__()
 
     def verbs(self) -> list[str]:
         """The systemctl/loginctl verbs in order, without the --user flag and property lists."""
@@ -150,7 +148,7 @@ PRINT_SAMPLE = """{target} = {{
 """
 
 
-class FakeLaunchd:
+class FakeLaunchd(FakeManager):
     """A model of launchctl: bootstrap/bootout/print/kickstart/enable over a set of loaded labels.
 
     ``settle`` makes bootout asynchronous: the label stays visible to ``print`` for that many calls.
@@ -164,14 +162,7 @@ class FakeLaunchd:
         self.bootstrap_errors: list[tuple[int, str]] = []
         self.disabled: set[str] = set()
         self.sleeps: list[float] = []
-        self.runner = RecordingRunner(responder=self.respond)
-
-    @property
-    def calls(self) -> list[tuple[str, ...]]:
-        return self.runner.calls
-
-    def verbs(self) -> list[str]:
-        return [call[1] for call in self.calls]
+        super().__init__()
 
     def respond(self, call: tuple[str, ...]) -> CommandResult:
         verb, args = call[1], call[2:]

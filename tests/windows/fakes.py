@@ -5,23 +5,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from daemonkit.backends.base import CommandResult, RecordingRunner
+from _fake_manager import FakeManager
+
+from daemonkit.backends.base import CommandResult
 
 
-class FakeSchtasks:
+class FakeSchtasks(FakeManager):
     def __init__(self) -> None:
         self.tasks: dict[str, str] = {}  # name -> registered XML text
         self.create_error: tuple[int, str] | None = None  # (exit code, localized stderr)
         self.runs: list[str] = []
         self.ends: list[str] = []
-        self.runner = RecordingRunner(responder=self.respond)
-
-    @property
-    def calls(self) -> list[tuple[str, ...]]:
-        return self.runner.calls
-
-    def verbs(self) -> list[str]:
-        return [call[1] for call in self.calls]
+        super().__init__()
 
     def respond(self, call: tuple[str, ...]) -> CommandResult:
         assert call[0].lower().endswith("\\system32\\schtasks.exe"), call

@@ -115,3 +115,33 @@ def test_output_pump_copies_a_flood_without_the_loop(loop):
     assert done.wait(30)
     assert sum(map(len, chunks)) == 3_000_000
     proc.wait(10)
+
+
+def test_a_silent_pipe_client_is_answered_dropped_and_counted(loop, tmp_path):
+    """A client that connects to the control pipe and never sends is answered why and dropped after the
+    request deadline, recorded through on_refused in the loop's thread; others are served meanwhile."""
+    from multiprocessing.connection import Client
+
+    from daemonkit.supervisor.control import REQUEST_TIMEOUT
+
+    name = pipe_name(tmp_path)
+    refused: list[tuple[str, str]] = []
+    server = PipeControlServer(name, loop, lambda request, reply: reply({"ok": True}),
+                               on_refused=lambda why: refused.append((threading.current_thread().name, why)))
+    silent = Client(name, family="AF_PIPE")
+    try:
+        began = time.monotonic()
+        assert pipe_request(name, {"op": "status"}) == {"ok": True}  # not held up by the silent one
+        assert silent.poll(REQUEST_TIMEOUT + 30), "the silent client was never answered"
+        answer = silent.recv_bytes()
+        waited = time.monotonic() - began
+        assert waited >= REQUEST_TIMEOUT - 0.5, f"dropped after {waited:.2f}s, before the deadline"
+        assert b"no complete request within" in answer and b'"ok": false' in answer, answer
+        with pytest.raises((EOFError, OSError)):
+            silent.recv_bytes()  # and the server closed its end
+        assert wait_until(lambda: refused, 10)
+        assert refused == [("daemonkit-test-loop", f"no complete request within {REQUEST_TIMEOUT:g}s: "
+                                                   "connection dropped")]
+    finally:
+        silent.close()
+        server.close()

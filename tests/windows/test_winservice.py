@@ -85,3 +85,63 @@ def test_recovery_actions_follow_the_restart_policy():
     assert [a for a, _ in actions] == [win32service.SC_ACTION_RESTART] * 3
     assert [d for _, d in actions] == [1000, 5000, 20000]
     assert recovery_actions(_spec("x", restart="never")) == [(win32service.SC_ACTION_NONE, 0)]
+
+
+def _restricted(name: str, access: int):  # type: ignore[no-untyped-def]
+    """A real SCM handle to the service that may not change its configuration."""
+    import win32service
+
+    scm = win32service.OpenSCManager(None, None, win32service.SC_MANAGER_CONNECT)
+    try:
+        return win32service.OpenService(scm, name, access)
+    finally:
+        win32service.CloseServiceHandle(scm)
+
+
+def test_recovery_actions_refused_by_scm_are_a_warning_naming_what_it_means(tmp_path, monkeypatch):
+    """SCM refuses the recovery actions for real (a handle without SERVICE_CHANGE_CONFIG: access denied):
+    the answer names what failed, what it means and how to set them by hand; install prints that line
+    instead of claiming SCM restarts the service."""
+    win32service = pytest.importorskip("win32service")
+    from daemonkit.backends import winservice
+
+    spec = _spec(f"rec{tmp_path.name[-6:].replace('_', '')}")
+    never = _spec(spec.name, restart="never")
+    home = Home(tmp_path / "home").ensure()
+    dump_spec(spec, home.spec_file)
+    backend = WinServiceBackend()
+    name = service_name(spec)
+    real = winservice.set_recovery_actions
+    try:
+        lines = backend.install(spec, home)  # SCM takes them here: no warning, and the claim stands
+        assert lines == [f"created the Windows Service {name} (starts at boot, restarted by SCM on failure)",
+                         f"start it now with 'daemonkit start {spec.name}'"]
+        handle = _restricted(name, win32service.SERVICE_QUERY_CONFIG)
+        try:
+            assert real(handle, spec, name) == [
+                f"warning: could not set the recovery actions of the Windows Service {name} (restart after 1 s, "
+                "5 s, 20 s): ChangeServiceConfig2: Access denied (error 5); SCM will not restart the supervisor "
+                "if it crashes (the supervisor still restarts its programs while it runs). To set them by hand, "
+                f"from an elevated prompt: sc failure {name} reset= 86400 actions= restart/1000/restart/5000/restart/20000"]
+            (line,) = real(handle, never, name)
+            assert '(no restart (every program is restart = "never"))' in line
+            assert "SCM keeps whatever recovery actions the service had before" in line and "actions= none/0" in line
+        finally:
+            win32service.CloseServiceHandle(handle)
+
+        def through_a_read_only_handle(_handle, spec_, name_):  # type: ignore[no-untyped-def]
+            restricted = _restricted(name_, win32service.SERVICE_QUERY_CONFIG)
+            try:
+                return real(restricted, spec_, name_)
+            finally:
+                win32service.CloseServiceHandle(restricted)
+
+        monkeypatch.setattr(winservice, "set_recovery_actions", through_a_read_only_handle)
+        lines = backend.install(spec, home)
+        assert lines[0] == f"updated the Windows Service {name} (starts at boot)"
+        assert lines[1].startswith(f"warning: could not set the recovery actions of the Windows Service {name}")
+        assert "Access denied" in lines[1] and lines[2] == f"start it now with 'daemonkit start {spec.name}'"
+    finally:
+        monkeypatch.undo()
+        backend.uninstall(spec, home)
+    assert backend._state(name) is None

@@ -6,13 +6,12 @@ spawn and stop. ``chooser.choose`` picks the right one for a spec on this machin
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
-
-from .base import Backend, BackendContext
+from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     from ..paths import Home
     from ..spec import Spec
+    from .base import Backend, BackendContext
 
 __all__ = ["Backend", "BackendContext", "default_context", "detached_backend", "get_backend"]
 
@@ -21,10 +20,22 @@ __all__ = ["Backend", "BackendContext", "default_context", "detached_backend", "
 context_override: Callable[[], BackendContext] | None = None
 
 
+def __getattr__(name: str) -> Any:
+    # ``base`` (subprocess, locale, the runner) loads on first use, not with the package: importing
+    # ``backends.wsl`` for WSL detection in ``status --deep`` must not pay for it.
+    if name in ("Backend", "BackendContext"):
+        from . import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def default_context() -> BackendContext:
     """The context real commands use; inside a daemonkit sandbox, the sandbox's recording context."""
     if context_override is not None:
         return context_override()
+    from .base import BackendContext
+
     return BackendContext()
 
 

@@ -5,7 +5,9 @@ in venvs), starts at boot (``SERVICE_AUTO_START``) as LocalSystem in session 0 (
 can flash), and its recovery actions are mapped from the spec's restart policy and backoff: restart the
 host after the first, second and later failures unless every program is ``restart = "never"``. A
 supervisor exiting 78 (configuration error) is reported as a non-crash stop, which SCM does not
-recover from, matching the contract on the other managers.
+recover from, matching the contract on the other managers. Where SCM refuses the recovery actions,
+``install`` says so in a warning line (the service still runs; only SCM's restart of a crashed
+supervisor is missing).
 """
 
 from __future__ import annotations
@@ -73,6 +75,42 @@ def recovery_actions(spec: "Spec") -> list[tuple[int, int]]:
             (win32service.SC_ACTION_RESTART, later)]
 
 
+def set_recovery_actions(handle: Any, spec: "Spec", name: str) -> list[str]:
+    """Give the service SCM's recovery actions (``recovery_actions``); ``[]`` when SCM took them, else
+    one warning line: what failed, what it means, and the ``sc failure`` command that sets them by
+    hand. Not an install error: the service itself is registered and runs; only SCM's restart of a
+    crashed supervisor is missing (a handle or a policy that may not change them, an SCM that does not
+    implement them)."""
+    import win32service
+
+    actions = recovery_actions(spec)
+    try:
+        win32service.ChangeServiceConfig2(handle, win32service.SERVICE_CONFIG_FAILURE_ACTIONS, {
+            "ResetPeriod": RESET_PERIOD, "RebootMsg": None, "Command": None, "Actions": actions})
+        return []
+    except (win32service.error, NotImplementedError, AttributeError) as exc:
+        why = _error_text(exc)
+    restarts = [delay for action, delay in actions if action == win32service.SC_ACTION_RESTART]
+    if restarts:
+        wanted = "restart after " + ", ".join(f"{d / 1000:g} s" for d in restarts)
+        meaning = ("SCM will not restart the supervisor if it crashes (the supervisor still restarts its "
+                   "programs while it runs)")
+    else:
+        wanted = "no restart (every program is restart = \"never\")"
+        meaning = "SCM keeps whatever recovery actions the service had before"
+    sc_actions = "/".join(f"{'restart' if a == win32service.SC_ACTION_RESTART else 'none'}/{d}" for a, d in actions)
+    return [f"warning: could not set the recovery actions of the Windows Service {name} ({wanted}): {why}; "
+            f"{meaning}. To set them by hand, from an elevated prompt: "
+            f"sc failure {name} reset= {RESET_PERIOD} actions= {sc_actions}"]
+
+
+def _error_text(exc: BaseException) -> str:
+    strerror, winerror = getattr(exc, "strerror", None), getattr(exc, "winerror", None)
+    if strerror and winerror is not None:
+        return f"{getattr(exc, 'funcname', None) or 'ChangeServiceConfig2'}: {strerror.rstrip('.')} (error {winerror})"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
 class WinServiceBackend:
     name = "winservice"
 
@@ -125,16 +163,16 @@ class WinServiceBackend:
                     raise _scm_error(f"cannot create the service {name}", exc2) from None
                 verb = "created"
             try:
-                win32service.ChangeServiceConfig2(handle, win32service.SERVICE_CONFIG_DESCRIPTION,
-                                                  f"Managed by daemonkit: supervisor of {spec.name}")
-                win32service.ChangeServiceConfig2(handle, win32service.SERVICE_CONFIG_FAILURE_ACTIONS, {
-                    "ResetPeriod": RESET_PERIOD, "RebootMsg": None, "Command": None,
-                    "Actions": recovery_actions(spec)})
-            except (win32service.error, NotImplementedError, AttributeError):
-                pass  # recovery settings are best effort (Wine implements few of them)
+                try:
+                    win32service.ChangeServiceConfig2(handle, win32service.SERVICE_CONFIG_DESCRIPTION,
+                                                      f"Managed by daemonkit: supervisor of {spec.name}")
+                except (win32service.error, NotImplementedError, AttributeError):
+                    pass  # the description is only what services.msc shows: nothing depends on it
+                unset = set_recovery_actions(handle, spec, name)
             finally:
                 win32service.CloseServiceHandle(handle)
-        return [f"{verb} the Windows Service {name} (starts at boot, restarted by SCM on failure)",
+        recovery = "" if unset else ", restarted by SCM on failure"
+        return [f"{verb} the Windows Service {name} (starts at boot{recovery})", *unset,
                 f"start it now with 'daemonkit start {spec.name}'"]
 
     def uninstall(self, spec: "Spec", home: "Home") -> list[str]:

@@ -22,7 +22,7 @@ from ..store.events import EVENTS_MAX_BYTES
 from ..store.lock import LockProbe, probe_lock
 from ..store.records import ReadResult, read_pid_record, read_record, read_state
 from .bounded import CappedRunner, Outcome, map_bounded, run_bounded
-from .osproc import ProcInfo, flock_holders, inspect
+from .osproc import ProcInfo, flock_holders, inspect, inspect_many
 
 if TYPE_CHECKING:
     from ..paths import Home
@@ -282,17 +282,21 @@ def _platform(install: dict[str, Any] | None) -> Platform:
 def _program_facts(spec: "Spec", entries: dict[str, Any], budget: float) -> list[ProgramFacts]:
     out: list[ProgramFacts] = []
     to_check: list[tuple[int, "Program"]] = []
+    recorded: list[tuple[int, tuple[int, float]]] = []  # (index in out, identity): inspected in one batch
     for program in spec.programs:
         entry = entries.get(program.name)
         entry = entry if isinstance(entry, dict) else None
-        proc = None
         identity = _identity(entry)
         if identity is not None:
-            proc = inspect(*identity, describe=False)
-        out.append(ProgramFacts(program.name, entry, proc))
+            recorded.append((len(out), identity))
+        out.append(ProgramFacts(program.name, entry, None))
+    for (index, _), proc in zip(recorded, inspect_many([identity for _, identity in recorded])):
+        out[index].proc = proc
+    for index, program in enumerate(spec.programs):
+        proc = out[index].proc
         if (program.ready is not None and program.ready.kind in ("tcp", "http", "file")
                 and proc is not None and proc.liveness == "alive"):
-            to_check.append((len(out) - 1, program))
+            to_check.append((index, program))
     if to_check:
         from ..supervisor.readiness import check_once  # the supervisor's own check, not a copy of it
 

@@ -12,6 +12,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import psutil
 
@@ -51,12 +52,62 @@ def inspect(pid: int, create_time: float | None, *, describe: bool = True) -> Pr
         return ProcInfo(pid, "dead")
     except (psutil.AccessDenied, ValueError, OSError):
         return ProcInfo(pid, "unknown")
-    info = ProcInfo(pid, "alive", name, exe, list(cmdline), ctime, status)
-    if create_time is not None and abs(ctime - create_time) > CREATE_TIME_TOLERANCE:
+    return _judge(ProcInfo(pid, "alive", name, exe, list(cmdline), ctime, status), create_time)
+
+
+def inspect_many(identities: Sequence[tuple[int, float]]) -> list[ProcInfo]:
+    """``inspect(pid, create_time, describe=False)`` for many identities at once (the programs of a
+    daemon), with the same answers.
+
+    On Linux this reads each ``/proc/PID/stat`` once and the boot time once for all: psutil reads the
+    stat file twice and ``/proc/stat`` once *per process* to give a create time and a status (about
+    50 us a program, 50 ms of a 1000-program ``status --deep``). The create time is computed as psutil
+    computes it (start ticks / CLK_TCK + boot time), so records written through psutil match exactly.
+    Anything the fast read cannot answer goes to psutil."""
+    if not sys.platform.startswith("linux") or not identities:
+        return [inspect(pid, ctime, describe=False) for pid, ctime in identities]
+    try:
+        boot = psutil.boot_time()
+        ticks = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, RuntimeError):
+        return [inspect(pid, ctime, describe=False) for pid, ctime in identities]
+    out = []
+    for pid, ctime in identities:
+        try:
+            fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
+            try:
+                data = os.read(fd, 4096)  # one line of ~300 bytes; raw reads skip io's buffering
+            finally:
+                os.close(fd)
+            # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after the last ")".
+            fields = data[data.rindex(b")") + 2:].split()
+            status = _STATUSES.get(fields[0].decode("ascii", "replace"), "?")
+            created = float(fields[19]) / ticks + boot
+        except (FileNotFoundError, ProcessLookupError):
+            out.append(ProcInfo(pid, "dead"))
+            continue
+        except (OSError, ValueError, IndexError):
+            out.append(inspect(pid, ctime, describe=False))  # hidepid, an odd kernel: psutil knows better
+            continue
+        out.append(_judge(ProcInfo(pid, "alive", create_time=created, status=status), ctime))
+    return out
+
+
+# /proc/PID/stat's state letters, spelled as psutil spells its STATUS_* values (plain strings; not every
+# psutil build exports every constant).
+_STATUSES = {"R": "running", "S": "sleeping", "D": "disk-sleep", "T": "stopped", "t": "tracing-stop", "Z": "zombie",
+             "X": "dead", "x": "dead", "K": "wake-kill", "W": "waking", "I": "idle", "P": "parked"}
+_STOPPED = ("stopped", "tracing-stop")
+
+
+def _judge(info: ProcInfo, create_time: float | None) -> ProcInfo:
+    """Same pid, same process? Then is it usable (not a zombie, not stopped)?"""
+    assert info.create_time is not None
+    if create_time is not None and abs(info.create_time - create_time) > CREATE_TIME_TOLERANCE:
         info.liveness = "recycled"
-    elif status == psutil.STATUS_ZOMBIE:
+    elif info.status == "zombie":
         info.liveness = "zombie"
-    elif status in (psutil.STATUS_STOPPED, getattr(psutil, "STATUS_TRACING_STOP", "tracing-stop")):
+    elif info.status in _STOPPED:
         info.liveness = "stopped"
     return info
 

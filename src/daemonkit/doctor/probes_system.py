@@ -6,7 +6,8 @@ registration computes its drift), asked once and shared by [7], [8] and [9].
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import Any, Callable
 
 from .facts import Facts
 from .model import FAIL, PASS, SKIP, WARN, Check, Item
@@ -56,64 +57,74 @@ def _evidence(status: Any) -> dict[str, Any]:
     return ev
 
 
-def registration(f: Facts, cmd: Cmd) -> Check:
-    title = "service-manager registration present"
-    status, early = _backend(f, 7, "registration", title, cmd)
-    if early is not None:
-        return early
-    ev = _evidence(status)
+Say = Callable[..., Check]  # say(result, summary, hint="", extra=None) -> this probe's Check
+Judge = Callable[[Facts, Cmd, Any, Say], Check]  # judge(facts, cmd, backend status, say)
+Probe = Callable[[Facts, Cmd], Check]
+
+
+def _asks_manager(number: int, key: str, title: str) -> Callable[[Judge], Probe]:
+    """[7], [8] and [9] start alike: the backend's status, or the Check that stands in for it (not
+    installed, install.json unusable, the manager did not answer), and its evidence. The decorated
+    judge gets the status and ``say(result, summary, hint="", extra=None)``, which builds this probe's
+    Check with that evidence (plus ``extra``)."""
+    def wrap(judge: Judge) -> Probe:
+        @functools.wraps(judge)
+        def probe(f: Facts, cmd: Cmd) -> Check:
+            status, early = _backend(f, number, key, title, cmd)
+            if early is not None:
+                return early
+            ev = _evidence(status)
+
+            def say(result: str, summary: str, hint: str = "", extra: dict[str, Any] | None = None) -> Check:
+                return Check(number, key, title, result, summary, hint, {**ev, **(extra or {})})
+
+            return judge(f, cmd, status, say)
+        return probe
+    return wrap
+
+
+@_asks_manager(7, "registration", "service-manager registration present")
+def registration(f: Facts, cmd: Cmd, status: Any, say: Say) -> Check:
     if not status.installed:
-        return Check(7, "registration", title, FAIL,
-                     f"install.json says {f.backend_name}, but {status.detail or 'the registration is gone'}",
-                     f"'{cmd('install')}' registers it again", ev)
+        return say(FAIL, f"install.json says {f.backend_name}, but {status.detail or 'the registration is gone'}",
+                   f"'{cmd('install')}' registers it again")
     enabled = {True: "enabled", False: "not enabled at login/boot", None: "enablement unknown"}[status.enabled]
     if status.enabled is False:
-        return Check(7, "registration", title, WARN, f"{f.backend_name}: registered but {enabled}",
-                     f"'{cmd('install')}' enables it again", ev)
-    return Check(7, "registration", title, PASS, f"{f.backend_name}: registered, {enabled}", evidence=ev)
+        return say(WARN, f"{f.backend_name}: registered but {enabled}", f"'{cmd('install')}' enables it again")
+    return say(PASS, f"{f.backend_name}: registered, {enabled}")
 
 
-def drift(f: Facts, cmd: Cmd) -> Check:
-    title = "registration matches the spec"
-    status, early = _backend(f, 8, "drift", title, cmd)
-    if early is not None:
-        return early
-    ev = _evidence(status)
+@_asks_manager(8, "drift", "registration matches the spec")
+def drift(f: Facts, cmd: Cmd, status: Any, say: Say) -> Check:
     if not status.installed and not status.drift:
-        return Check(8, "drift", title, SKIP, "nothing registered to compare (see [7])", evidence=ev)
+        return say(SKIP, "nothing registered to compare (see [7])")
     if status.drift:
-        for i, line in enumerate(status.drift[:6]):
-            ev[f"drift{i + 1}"] = line[:300]
-        return Check(8, "drift", title, FAIL,
-                     f"{len(status.drift)} difference(s) from what install writes now: {status.drift[0]}",
-                     f"'{cmd('install')}' rewrites the registration from the spec (keep local changes in a drop-in "
-                     "or in the spec instead)", ev)
-    return Check(8, "drift", title, PASS, "identical to what install would write now", evidence=ev)
+        return say(FAIL, f"{len(status.drift)} difference(s) from what install writes now: {status.drift[0]}",
+                   f"'{cmd('install')}' rewrites the registration from the spec (keep local changes in a drop-in "
+                   "or in the spec instead)",
+                   {f"drift{i + 1}": line[:300] for i, line in enumerate(status.drift[:6])})
+    return say(PASS, "identical to what install would write now")
 
 
-def manager_active(f: Facts, cmd: Cmd) -> Check:
-    title = "service manager says active"
-    status, early = _backend(f, 9, "manager-active", title, cmd)
-    if early is not None:
-        return early
-    ev = _evidence(status)
+@_asks_manager(9, "manager-active", "service manager says active")
+def manager_active(f: Facts, cmd: Cmd, status: Any, say: Say) -> Check:
     if not status.installed:
-        return Check(9, "manager-active", title, SKIP, "nothing registered to ask about (see [7])", evidence=ev)
+        return say(SKIP, "nothing registered to ask about (see [7])")
     if status.active is None:
         why = "; ".join(status.notes[:1]) or status.detail or "no answer"
         # A manager that does not answer in time is a failure of its own (a hung systemctl/schtasks),
         # not an "I don't know".
         hung = "timed out" in why
-        return Check(9, "manager-active", title, FAIL if hung else WARN,
-                     f"{f.backend_name} " + ("did not answer: " if hung else "could not say: ") + why,
-                     _manager_hint(f, cmd), ev)
+        return say(FAIL if hung else WARN,
+                   f"{f.backend_name} " + ("did not answer: " if hung else "could not say: ") + why,
+                   _manager_hint(f, cmd))
     if not status.active:
         hint = f"'{cmd('start')}' starts it through {f.backend_name}"
         if f.backend_name == "systemd":
             flag = " --user" if f.spec.scope == "user" else ""
             hint += f"; 'journalctl{flag} -u daemonkit-{f.spec.name} -n 50' shows why it stopped"
-        return Check(9, "manager-active", title, FAIL, f"{f.backend_name}: {status.detail or 'not active'}", hint, ev)
-    return Check(9, "manager-active", title, PASS, f"{f.backend_name}: {status.detail or 'active'}", evidence=ev)
+        return say(FAIL, f"{f.backend_name}: {status.detail or 'not active'}", hint)
+    return say(PASS, f"{f.backend_name}: {status.detail or 'active'}")
 
 
 # ------------------------------------------------------------------------------------------ [10]
@@ -125,10 +136,11 @@ def program_health(f: Facts, cmd: Cmd) -> Check:
     worst = SKIP
     hint = ""
     running = f.records.lock.held
+    specs = {p.name: p for p in f.spec.programs}  # Spec.program() searches: O(N^2) at N=1000
     for program in f.programs:
         state = str((program.entry or {}).get("state", ""))
         proc = program.proc
-        spec_program = f.spec.program(program.name)
+        spec_program = specs[program.name]
         if proc is None:
             if running and state in UP:
                 items.append(Item(program.name, FAIL, f"state says {state} but no pid is recorded"))

@@ -10,12 +10,17 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from .rotating import RotatingFile, generations
 
 EVENTS_MAX_BYTES = 1024 * 1024
 EVENTS_BACKUPS = 3
+# Deferred records are written once this many are held, without waiting for the end of the loop turn:
+# a burst (a cold start of 500 programs, stop all) would otherwise hold 500 records and their text at
+# once, and the supervisor's heap keeps such a peak (~0.3 MiB at N = 500). A restart's few records
+# stay deferred.
+DEFERRED_MAX = 32
 
 # What each event means, for `status --deep` and `logs --events`.
 EVENTS = {
@@ -45,15 +50,58 @@ EVENTS = {
 
 
 class EventLog:
+    """Appends events to the ledger.
+
+    By default each ``emit`` writes its line at once. The supervisor calls ``defer_writes`` with its
+    loop's ``call_soon``: records are then stamped when emitted but written together after the
+    current loop turn, so a program's death → respawn path makes no file writes (and encodes no JSON)
+    before the new program is running.
+    """
+
     def __init__(self, path: Path, max_bytes: int = EVENTS_MAX_BYTES, backups: int = EVENTS_BACKUPS) -> None:
         self._file = RotatingFile(path, max_bytes, backups, whole_lines=True)
+        self._schedule: Callable[[Callable[[], None]], None] | None = None
+        self._pending: list[dict[str, Any]] = []
+
+    def defer_writes(self, schedule: Callable[[Callable[[], None]], None]) -> None:
+        self._schedule = schedule
 
     def emit(self, event: str, program: str | None = None, pid: int | None = None, **detail: Any) -> dict[str, Any]:
         record = {"ts": round(time.time(), 6), "event": event, "program": program, "pid": pid, "detail": detail}
-        self._file.write((json.dumps(record, separators=(",", ":"), default=str) + "\n").encode())
+        if self._schedule is None:
+            self._write([record])
+        else:
+            if not self._pending:
+                self._schedule(self.flush)
+            self._pending.append(record)
+            if len(self._pending) >= DEFERRED_MAX:
+                self.flush()
         return record
 
+    def flush(self) -> None:
+        """Write the records held back by ``defer_writes`` (one write for the whole batch)."""
+        pending, self._pending = self._pending, []
+        if pending:
+            self._write(pending)
+
+    def _write(self, records: list[dict[str, Any]]) -> None:
+        # Batched, but each write stays well under the rotation size: rotation happens between writes,
+        # so a record is never split across two files.
+        limit = max(1, self._file.max_bytes // 4)
+        chunk: list[bytes] = []
+        size = 0
+        for record in records:
+            line = (json.dumps(record, separators=(",", ":"), default=str) + "\n").encode()
+            if chunk and size + len(line) > limit:
+                self._file.write(b"".join(chunk))
+                chunk, size = [], 0
+            chunk.append(line)
+            size += len(line)
+        if chunk:
+            self._file.write(b"".join(chunk))
+
     def close(self) -> None:
+        self.flush()
         self._file.close()
 
 

@@ -4,11 +4,14 @@ Request:  ``{"op": "status" | "start" | "stop" | "restart" | "shutdown" | "wait"
 Response: ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``. Requests that change state are
 answered when the change has settled (a program is up or has failed; stopped), so clients need not
 poll. The socket lives in the 0700 home (or a 0700 temp dir) and, on Linux, peers of another uid
-are refused even if they got past the permissions (root excepted).
+are refused even if they got past the permissions (root excepted). A request line must arrive whole
+within ``REQUEST_TIMEOUT`` of connecting; a client that stays silent is answered why and dropped, and
+counts as a refused control request.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -21,6 +24,11 @@ from typing import Any, Callable
 
 MAX_REQUEST = 64 * 1024
 SEND_TIMEOUT = 10.0  # a client that has not read its answer by then is dropped
+ACCEPT_PAUSE = 0.1  # out of descriptors with no reserve left: stop accepting this long (no busy loop)
+# A client that has not sent a whole request line by then is answered "timed out" and dropped (one
+# that connects and stays silent would otherwise hold a descriptor forever). The timer exists only
+# while such a connection is open: an idle supervisor with no client still never wakes up.
+REQUEST_TIMEOUT = 5.0
 
 Reply = Callable[[dict[str, Any]], None]
 
@@ -53,7 +61,18 @@ class ControlServer:
                                  f"remove whatever is at {self.path} or make its directory writable") from None
         self.sock.listen(128)
         self.sock.setblocking(False)
+        # One descriptor held in reserve: when the supervisor runs out (EMFILE, e.g. programs that
+        # cannot start for want of them), it is given up so a client can still connect and learn why.
+        self._reserve: int | None = None
+        self.take_reserve()
         loop.add_reader(self.sock.fileno(), self._accept)
+
+    def take_reserve(self) -> None:
+        if self._reserve is None:
+            try:
+                self._reserve = os.open(os.devnull, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            except OSError:
+                pass  # still at the limit: retaken when a connection closes
 
     def _accept(self) -> None:
         while True:
@@ -61,7 +80,17 @@ class ControlServer:
                 conn, _ = self.sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError:
+            except OSError as exc:
+                if exc.errno not in (errno.EMFILE, errno.ENFILE):
+                    return
+                if self._reserve is not None:
+                    os.close(self._reserve)
+                    self._reserve = None
+                    continue
+                # Nothing left to accept with: the listening socket stays readable, so waiting in the
+                # selector would spin. Stop listening for a moment instead.
+                self.loop.remove_reader(self.sock.fileno())
+                self.loop.call_later(ACCEPT_PAUSE, self._resume)
                 return
             refusal = _peer_refusal(conn)
             if refusal:
@@ -75,9 +104,17 @@ class ControlServer:
             conn.setblocking(False)
             _Connection(conn, self)
 
+    def _resume(self) -> None:
+        if self.sock.fileno() >= 0:
+            self.take_reserve()
+            self.loop.add_reader(self.sock.fileno(), self._accept)
+
     def close(self) -> None:
         self.loop.remove_reader(self.sock.fileno())
         self.sock.close()
+        if self._reserve is not None:
+            os.close(self._reserve)
+            self._reserve = None
         try:
             os.unlink(self.path)
         except OSError:
@@ -99,8 +136,23 @@ class _Connection:
         self.answered = False
         self.closed = False
         self.out = b""
-        self.timer: Any = None
+        self.timer: Any = server.loop.call_later(REQUEST_TIMEOUT, self._incomplete)
         server.loop.add_reader(conn.fileno(), self._on_readable)
+
+    def _incomplete(self) -> None:
+        """The request deadline passed without a whole line: count it as refused, say why, hang up."""
+        self.timer = None
+        if self.answered or self.closed:
+            return
+        why = (f"no complete request within {REQUEST_TIMEOUT:g}s ({len(self.buffer)} bytes without a "
+               "newline): connection dropped")
+        self.server.on_refused(why)
+        self.reply({"ok": False, "error": why})
+
+    def _cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
     def _on_readable(self) -> None:
         data = _recv(self.conn)
@@ -116,6 +168,7 @@ class _Connection:
             return
         line = self.buffer.split(b"\n", 1)[0]
         self.server.loop.remove_reader(self.conn.fileno())
+        self._cancel_timer()  # a whole request: the handler answers it when it has settled (no deadline)
         try:
             request = json.loads(line)
             if not isinstance(request, dict):
@@ -129,6 +182,7 @@ class _Connection:
         if self.answered:
             return
         self.answered = True
+        self._cancel_timer()
         self.server.loop.remove_reader(self.conn.fileno())
         self.out = encode_reply(response)
         self._flush()
@@ -153,22 +207,25 @@ class _Connection:
         if self.closed:
             return
         self.closed = True
-        if self.timer is not None:
-            self.timer.cancel()
+        self._cancel_timer()
         self.server.loop.remove_reader(self.conn.fileno())  # unregisters a writer too
         try:
             self.conn.close()
         except OSError:
             pass
+        self.server.take_reserve()
 
 
 class _Refused:
-    """A refused peer: its request is read and dropped until it hangs up (bounded), then closed."""
+    """A refused peer: its request is read and dropped until it hangs up (bounded in size and in
+    time), then closed."""
 
     def __init__(self, conn: socket.socket, server: ControlServer) -> None:
         self.conn = conn
         self.server = server
         self.seen = 0
+        self.closed = False
+        self.timer = server.loop.call_later(REQUEST_TIMEOUT, self._close)
         server.loop.add_reader(conn.fileno(), self._on_readable)
 
     def _on_readable(self) -> None:
@@ -177,8 +234,16 @@ class _Refused:
             return
         self.seen += len(data)
         if not data or self.seen > MAX_REQUEST:
-            self.server.loop.remove_reader(self.conn.fileno())
-            self.conn.close()
+            self._close()
+
+    def _close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.timer.cancel()
+        self.server.loop.remove_reader(self.conn.fileno())
+        self.conn.close()
+        self.server.take_reserve()
 
 
 def _recv(conn: socket.socket) -> bytes | None:

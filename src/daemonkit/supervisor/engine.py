@@ -36,6 +36,7 @@ if sys.platform == "win32":  # the same engine on Windows parts (see winloop.py,
     from .winloop import WinControlServer as ControlServer, WinLoop as Loop, make_win_watcher as make_watcher  # noqa: F811
     from .winprogram import WinProgramRunner as ProgramRunner  # noqa: F811
 
+ORPHAN_SWEEP_DELAY = 0.05  # one children listing for all programs that exited within this window
 STATE_FLUSH_DELAY = 0.02  # coalesce bursts of changes into one state.json write
 LOCK_RETRY = 0.5  # a `status` probe may hold the lock for an instant; don't mistake it for a rival
 
@@ -47,6 +48,7 @@ class Engine:
         self.backend = backend
         self.loop = Loop()
         self.events = EventLog(home.events_file)
+        self.events.defer_writes(self.loop.call_soon)  # ledger lines are written after the loop turn
         self.lock = SupervisorLock(home.lock_file)
         self.rng = random.Random()
         self.base_env = dict(os.environ)
@@ -61,6 +63,8 @@ class Engine:
         self.strays = 0
         self._pool: Any = None  # concurrent.futures.ThreadPoolExecutor, created on first use
         self._flush_timer: Any = None
+        self._sweep_timer: Any = None
+        self._sweep_names: set[str] = set()
         self._waiters: list[tuple[Callable[[], dict[str, Any] | None], Callable[[dict[str, Any]], None]]] = []
         self._shutting_down = False
         self._announced_ready = False
@@ -95,6 +99,7 @@ class Engine:
                              argv=sys.argv, version=__version__, backend=self.backend)
             self.events.emit("supervisor-start", None, self.identity.pid, version=__version__, backend=self.backend,
                              programs=len(self.spec.programs))
+            self.events.flush()  # opens the ledger now, before the programs take the descriptors
             self._end_orphans()
             self.control = ControlServer(self.home.control_socket, self.loop, self.handle_request,
                                          on_refused=lambda why: self.events.emit("control", None, None, refused=why))
@@ -126,6 +131,7 @@ class Engine:
 
     def _maybe_finish(self) -> None:
         if self._shutting_down and all(r.pid is None for r in self.runners.values()):
+            self._sweep_orphans()  # now, not after the delay: the loop ends here
             self.loop.stop()
 
     def _cleanup(self) -> None:
@@ -163,12 +169,42 @@ class Engine:
         # sweeping the group cannot hit a stranger.
         self.watcher.watch(pid, runner.on_exit, runner.kill_leftovers)
 
+    def sweep_orphans_of(self, runner: ProgramRunner) -> None:
+        """End, shortly, the adopted orphans this program left behind when its main process exited."""
+        self._sweep_names.add(runner.name)
+        if self._sweep_timer is None:
+            self._sweep_timer = self.loop.call_later(ORPHAN_SWEEP_DELAY, self._sweep_orphans)
+
+    def _sweep_orphans(self) -> None:
+        if self._sweep_timer is not None:
+            self._sweep_timer.cancel()
+            self._sweep_timer = None
+        names, self._sweep_names = self._sweep_names, set()
+        if not names:
+            return
+        for orphan in self.adopted_children():
+            name = _program_of(orphan)
+            runner = self.runners.get(name) if name in names else None
+            if runner is None:
+                continue
+            import psutil
+
+            try:
+                if runner.started_after(psutil.Process(orphan).create_time()):
+                    continue  # forked by the program's new run: not a leftover
+            except (psutil.Error, OSError):
+                continue
+            try:
+                os.kill(orphan, signal.SIGKILL)  # our unreaped child: the pid cannot be recycled
+            except OSError:
+                pass
+
     def adopted_children(self) -> list[int]:
         """Our children that we did not spawn as programs: orphans re-parented to us (we are a
-        subreaper). Linux only (``/proc/self/task/*/children``); a cheap read when there are none."""
+        subreaper). Linux only (``/proc/self/task/*/children``)."""
         if not sys.platform.startswith("linux"):
             return []
-        known = self._by_pid  # looked up, not copied: this runs on every program exit
+        known = self._by_pid  # looked up, not copied
         sentinel = self.sentinel.pid if self.sentinel is not None else None
         found: list[int] = []
         try:
@@ -356,7 +392,11 @@ class Engine:
         return f"{up}/{len(self.runners)} programs up"
 
     # ------------------------------------------------------------------ control requests
-    def handle_request(self, request: dict[str, Any], reply: Callable[[dict[str, Any]], None]) -> None:
+    def handle_request(self, request: dict[str, Any], send: Callable[[dict[str, Any]], None]) -> None:
+        def reply(answer: dict[str, Any]) -> None:
+            self.events.flush()  # a client that reads the ledger after our answer finds what led to it
+            send(answer)
+
         op = request.get("op")
         name = request.get("program")
         if op == "status":
@@ -449,6 +489,18 @@ def _outcome(targets: list[ProgramRunner], want: str) -> dict[str, Any] | None:
         return None
     failed = {r.name: f"{r.state}: {r.reason}" for r in targets if r.state not in UP_STATES}
     return {"ok": not failed, "failed": failed}
+
+
+def _program_of(pid: int) -> str | None:
+    """The DAEMONKIT_PROGRAM a process was started with (inherited from its program), if readable."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            for item in f.read().split(b"\0"):
+                if item.startswith(b"DAEMONKIT_PROGRAM="):
+                    return item.split(b"=", 1)[1].decode("utf-8", "replace")
+    except OSError:
+        pass
+    return None
 
 
 def _raise_fd_limit() -> None:

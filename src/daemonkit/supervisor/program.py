@@ -42,7 +42,7 @@ class ProgramRunner:
     __slots__ = ("engine", "program", "name", "state", "reason", "status_text", "pid", "pgid_alive", "generation",
                  "started_mono", "started_wall", "since", "restarts", "quick_deaths", "recent_starts", "last_exit",
                  "ready", "want_up", "ready_timed_out", "restart_after_stop", "_timer", "_deadline_timer",
-                 "_out_fd", "_err_fd", "out_log", "err_log", "notify", "_create_time", "_create_time_gen", "plan",
+                 "_out_fd", "_err_fd", "_out_w", "_err_w", "out_log", "err_log", "notify", "_create_time", "_create_time_gen", "plan",
                  "__dict__")
 
     def __init__(self, engine: "Engine", program: Program) -> None:
@@ -68,8 +68,10 @@ class ProgramRunner:
         self.restart_after_stop = False
         self._timer: "Timer | None" = None
         self._deadline_timer: "Timer | None" = None
-        self._out_fd: int | None = None
+        self._out_fd: int | None = None  # read ends of the output pipes (see _output_writers)
         self._err_fd: int | None = None
+        self._out_w: int | None = None
+        self._err_w: int | None = None
         home = engine.home
         self.out_log = RotatingFile(home.program_log_name(self.name, "out"), program.logs.max_bytes, program.logs.backups)
         self.err_log = RotatingFile(home.program_log_name(self.name, "err"), program.logs.max_bytes, program.logs.backups)
@@ -142,31 +144,24 @@ class ProgramRunner:
             if self.plan.executable is None:
                 self._spawn_failed(f"executable not found: {self.program.argv[0]!r}")
                 return
-        fds: list[int] = []
         try:
             # Inside the try: at the descriptor limit (EMFILE) the pipes themselves fail, and that must
             # be a failed spawn (retried with backoff), not an exception that ends the supervisor.
-            out_r, out_w = os.pipe()
-            fds += (out_r, out_w)
-            err_r, err_w = os.pipe()
-            fds += (err_r, err_w)
+            out_w, err_w = self._output_writers()
             pid = self._launch(out_w, err_w)
         except OSError as exc:
-            for fd in fds:
-                os.close(fd)
+            self._output_not_used()
             if isinstance(exc, FileNotFoundError):
                 forget_lookups()
                 self.plan = self._prepare()  # it vanished: forget the stale path
             self._spawn_failed(f"cannot start {self.program.argv[0]!r}: {exc.strerror or exc}")
             return
-        os.close(out_w)
-        os.close(err_w)
         self.pid = pid
         self.pgid_alive = True
         self.started_mono = now
         self.started_wall = time.time()
         self.engine.register_pid(self)
-        self._attach_output(out_r, err_r)
+        self._output_used()
         self.engine.events.emit("spawn", self.name, self.pid, reason=reason)
         self._set_state("starting", reason)
         self._arm_readiness()
@@ -180,43 +175,85 @@ class ProgramRunner:
         self.last_exit = {"code": None, "signal": None, "at": time.time(), "error": why}
         self._after_death(returncode=127, signalled=False, uptime=0.0, why=why)
 
-    def _attach_output(self, out_r: int, err_r: int) -> None:
-        self._detach_output()
-        for fd in (out_r, err_r):
-            os.set_blocking(fd, False)
-        self._out_fd, self._err_fd = out_r, err_r
-        self.engine.loop.add_reader(out_r, lambda: self._pump(out_r, self.out_log, "out"))
-        self.engine.loop.add_reader(err_r, lambda: self._pump(err_r, self.err_log, "err"))
+    # ------------------------------------------------------------------ output
+    def _output_writers(self) -> tuple[int, int]:
+        """The write ends that become the program's stdout and stderr.
 
-    def _pump(self, fd: int, log: RotatingFile, stream: str) -> None:
+        POSIX: two pipes made at the first spawn and kept, write ends included, for every later run of
+        the program. A restart then creates no pipe and changes nothing in the selector, and a dying
+        program wakes the supervisor once (its exit), not also for EOF on its pipes just before. Output
+        of children it left behind still reaches its logs. (Windows overrides this: winprogram.py.)
+        """
+        if self._out_fd is None or self._err_fd is None:
+            out_r, out_w = os.pipe()
+            try:
+                err_r, err_w = os.pipe()
+            except OSError:
+                os.close(out_r)
+                os.close(out_w)
+                raise
+            for fd in (out_r, err_r):
+                os.set_blocking(fd, False)
+            self._out_fd, self._out_w, self._err_fd, self._err_w = out_r, out_w, err_r, err_w
+            self.engine.loop.add_reader(out_r, self._pump_out)
+            self.engine.loop.add_reader(err_r, self._pump_err)
+        assert self._out_w is not None and self._err_w is not None
+        return self._out_w, self._err_w
+
+    def _output_used(self) -> None:
+        """After a successful launch (the pipes stay as they are on POSIX)."""
+
+    def _output_not_used(self) -> None:
+        """After a failed launch: give the pipes back. A program that cannot start may be failing for
+        want of descriptors (EMFILE), and four idle ones per retrying program would starve the rest
+        of the supervisor (its control socket's accept first)."""
+        self._drain_output()
+        self._close_output()
+
+    def _pump_out(self) -> None:
+        self._pump(self._out_fd, self.out_log, "out")
+
+    def _pump_err(self) -> None:
+        self._pump(self._err_fd, self.err_log, "err")
+
+    def _pump(self, fd: int | None, log: RotatingFile, stream: str) -> bool:
+        """Move one chunk from the pipe to the log. Returns False when there was nothing to read."""
+        if fd is None:
+            return False
         # One bounded read per wakeup: a flooding program gets its turn like everyone else and
         # never starves the restarts of others.
         try:
             data = os.read(fd, READ_CHUNK)
         except BlockingIOError:
-            return
+            return False
         except OSError:
             data = b""
         if not data:
-            self.engine.loop.remove_reader(fd)
-            os.close(fd)
-            if stream == "out":
-                self._out_fd = None
-            else:
-                self._err_fd = None
-            return
+            # EOF (every write end closed) or a broken pipe: stop reading it; the next spawn makes a new one.
+            self._close_output()
+            return False
         if not log.write(data) and log.dropped_bytes == len(data):
             self.engine.events.emit("log-write-failed", self.name, self.pid, stream=stream, error=log.last_error)
+        return True
 
-    def _detach_output(self) -> None:
+    def _drain_output(self) -> None:
+        """Read what the program wrote before it ended (a stop's last lines), bounded: a program's
+        leftover child may still be writing."""
+        for _ in range(64):
+            if not (self._pump(self._out_fd, self.out_log, "out") | self._pump(self._err_fd, self.err_log, "err")):
+                return
+
+    def _close_output(self) -> None:
         for fd in (self._out_fd, self._err_fd):
             if fd is not None:
                 self.engine.loop.remove_reader(fd)
+        for fd in (self._out_fd, self._out_w, self._err_fd, self._err_w):
+            if fd is not None:
                 try:
                     os.close(fd)
                 except OSError:
                     pass
-        self._out_fd = self._err_fd = None
+        self._out_fd = self._out_w = self._err_fd = self._err_w = None
 
     # ------------------------------------------------------------------ readiness
     def _arm_readiness(self) -> None:
@@ -399,14 +436,23 @@ class ProgramRunner:
                 os.killpg(self.pid, signal.SIGKILL)
             except OSError:
                 pass
-            # A double fork with setsid() leaves the group, but as a subreaper we adopted the
-            # grandchild: end those adopted children that carry this program's name.
-            for orphan in self.engine.adopted_children():
-                if _program_of(orphan) == self.name:
-                    try:
-                        os.kill(orphan, signal.SIGKILL)  # our unreaped child: the pid cannot be recycled
-                    except OSError:
-                        pass
+            # Adopted orphans (a double fork with setsid() leaves the group, but as a subreaper we
+            # adopted the grandchild) are swept a moment later, once for every program that exited
+            # meanwhile: listing our children reads one entry per program, an O(N) cost that must not
+            # sit on every restart's path.
+            self.engine.sweep_orphans_of(self)
+
+    def started_after(self, create_time: float) -> bool:
+        """Whether the program's current run started at or after ``create_time`` (a process it forked
+        then belongs to this run, not to one that exited). Same-tick starts count as this run's."""
+        if self.pid is None:
+            return False
+        import psutil
+
+        try:
+            return psutil.Process(self.pid).create_time() <= create_time
+        except (psutil.Error, OSError):
+            return False
 
     # ------------------------------------------------------------------ bookkeeping
     def _set_state(self, state: str, reason: str = "") -> None:
@@ -433,9 +479,12 @@ class ProgramRunner:
                 try:
                     # Our unreaped child: the pid is this program's, no identity re-check needed.
                     self._create_time = process_create_time(self.pid)
-                except OSError:
+                    self._create_time_gen = self.generation
+                except ProcessLookupError:
                     self._create_time = None
-                self._create_time_gen = self.generation
+                    self._create_time_gen = self.generation
+                except OSError:
+                    self._create_time = None  # out of descriptors (EMFILE): retried at the next snapshot
             create_time = self._create_time
         return {
             "state": self.state,
@@ -453,7 +502,8 @@ class ProgramRunner:
         }
 
     def close(self) -> None:
-        self._detach_output()
+        self._drain_output()
+        self._close_output()
         self.out_log.close()
         self.err_log.close()
         if self.notify is not None:
@@ -466,18 +516,6 @@ def _result(future: Any) -> tuple[bool, str]:
         return future.result()
     except Exception as exc:  # a check must never take the loop down
         return False, f"check failed: {exc}"
-
-
-def _program_of(pid: int) -> str | None:
-    """The DAEMONKIT_PROGRAM a process was started with (inherited from its program), if readable."""
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            for item in f.read().split(b"\0"):
-                if item.startswith(b"DAEMONKIT_PROGRAM="):
-                    return item.split(b"=", 1)[1].decode("utf-8", "replace")
-    except OSError:
-        pass
-    return None
 
 
 def _signal_name(signum: int) -> str:

@@ -30,6 +30,7 @@ from collections import deque
 from ctypes import wintypes
 from typing import Any, Callable
 
+from .control import REQUEST_TIMEOUT
 from .timers import TimerQueue
 
 if sys.platform != "win32":  # pragma: no cover - imported only on Windows
@@ -283,6 +284,18 @@ class PipeControlServer:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: Any) -> None:
+        # A client that connects and stays silent would hold this thread and a pipe instance forever.
+        # A pipe message arrives whole (message mode), so waiting for its start waits for all of it;
+        # the wait is this thread's, not a loop timer: the loop wakes only to record the refusal.
+        try:
+            if not conn.poll(REQUEST_TIMEOUT):
+                why = f"no complete request within {REQUEST_TIMEOUT:g}s: connection dropped"
+                self.loop.call_soon_threadsafe(lambda: self.on_refused(why))
+                self._send(conn, {"ok": False, "error": why})
+                return
+        except (EOFError, OSError):
+            conn.close()
+            return
         try:
             data = conn.recv_bytes(MAX_REQUEST)
             request = json.loads(data)

@@ -36,6 +36,7 @@ class WinProgramRunner(ProgramRunner):
         self.stop_event = StopEvent(new_name(program.name))
         self.job: Job | None = None
         self._pumps: list[OutputPump] = []
+        self._fresh: tuple[int, ...] = ()  # this run's pipe ends, between _output_writers and the launch
         super().__init__(engine, program)
 
     def _prepare(self) -> LaunchPlan:
@@ -58,9 +59,24 @@ class WinProgramRunner(ProgramRunner):
         proc.returncode = 0  # the watcher reports the exit; Popen must not warn in its destructor
         return proc.pid
 
-    def _attach_output(self, out_r: int, err_r: int) -> None:
-        self._detach_output()
-        self._out_fd, self._err_fd = out_r, err_r
+    def _output_writers(self) -> tuple[int, int]:
+        """Fresh pipes for each run: the pump threads own the read ends and end at EOF, when the
+        program's tree is gone (Windows cannot select on pipes; see OutputPump)."""
+        out_r, out_w = os.pipe()
+        try:
+            err_r, err_w = os.pipe()
+        except OSError:
+            os.close(out_r)
+            os.close(out_w)
+            raise
+        self._fresh = (out_r, out_w, err_r, err_w)
+        return out_w, err_w
+
+    def _output_used(self) -> None:
+        out_r, out_w, err_r, err_w = self._fresh
+        self._fresh = ()
+        os.close(out_w)  # the program holds its own copies now: EOF comes when its tree is gone
+        os.close(err_w)
         self._pumps = [
             OutputPump(os.fdopen(out_r, "rb", buffering=0), lambda d: self._write(self.out_log, d, "out"),
                        name=f"daemonkit-out-{self.name}"),
@@ -68,16 +84,23 @@ class WinProgramRunner(ProgramRunner):
                        name=f"daemonkit-err-{self.name}"),
         ]
 
+    def _output_not_used(self) -> None:
+        for fd in self._fresh:
+            os.close(fd)
+        self._fresh = ()
+
     def _write(self, log: Any, data: bytes, stream: str) -> None:
         if not log.write(data) and log.dropped_bytes == len(data):
             pid = self.pid
             self.engine.loop.call_soon_threadsafe(lambda: self.engine.events.emit(
                 "log-write-failed", self.name, pid, stream=stream, error=log.last_error))
 
-    def _detach_output(self) -> None:
+    def _drain_output(self) -> None:
+        """The pumps read until EOF on their own."""
+
+    def _close_output(self) -> None:
         # The pumps own (and close) the read ends; they end at EOF, when the program's tree is gone.
         self._pumps = []
-        self._out_fd = self._err_fd = None
 
     def _signal_group(self, sig: int) -> None:
         """Any stop signal: set the stop event (Windows has no SIGTERM; the program waits on the event)."""
