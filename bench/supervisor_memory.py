@@ -91,7 +91,8 @@ def measure_supervisord(sd: sb.Supervisord, n: int) -> dict[str, Any]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         parent = psutil.Process(proc.pid)
-        sb.wait_until(lambda: len(parent.children()) >= n, timeout=300, interval=0.02)
+        sb.wait_for(lambda: len(parent.children()) >= n, timeout=300, interval=0.02, what=f"supervisord's {n} children",
+                    error=TimeoutError)
         time.sleep(SETTLE_S + 1.0)  # its 1 s tick marks them RUNNING
         return {"supervisor": smaps(proc.pid)}
     finally:
