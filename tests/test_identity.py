@@ -9,6 +9,7 @@ import sys
 import time
 
 import psutil
+import pytest
 
 from daemonkit.proc.identity import ProcessIdentity, liveness, signal_tree, terminate_tree
 
@@ -112,3 +113,24 @@ def test_terminate_tree_kills_after_grace_when_term_is_ignored() -> None:
     proc.wait(timeout=5)
     assert not identity.is_alive()
     assert time.monotonic() - started >= 0.3
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the /proc reader is Linux only; elsewhere create_time() is psutil's")
+def test_create_time_from_proc_equals_psutils_exactly() -> None:
+    """The supervisor records its programs' create times without psutil (proc/identity.create_time
+    reads /proc); anything that later compares them with psutil's must see the very same float."""
+    from daemonkit.proc.identity import create_time
+
+    proc = _sleeper()
+    try:
+        for pid in (os.getpid(), proc.pid, 1):
+            assert create_time(pid) == psutil.Process(pid).create_time()
+        assert ProcessIdentity.current() == ProcessIdentity.of(os.getpid())
+        proc.kill()
+        time.sleep(0.2)  # a zombie until waited for: psutil still answers, and so must we
+        assert create_time(proc.pid) == psutil.Process(proc.pid).create_time()
+    finally:
+        proc.kill()
+        proc.wait()
+    with pytest.raises(ProcessLookupError):
+        create_time(proc.pid)

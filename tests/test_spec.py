@@ -109,3 +109,35 @@ def test_unknown_program_lookup_lists_known() -> None:
 def test_duplicate_program_names_refused() -> None:
     with pytest.raises(SpecError, match="duplicate"):
         Spec("x", (Program("a", ("p",)), Program("a", ("q",))))
+
+
+def test_home_spec_cache_skips_the_toml_parser_and_never_goes_stale(tmp_path, dk_env) -> None:  # type: ignore[no-untyped-def]
+    """The supervisor reads spec.cache.json (the parsed TOML and the text it came from) instead of
+    importing a TOML parser; any difference from spec.toml's text means a real parse."""
+    import json
+    import subprocess
+    import sys
+
+    from daemonkit.spec import Backoff, Program, Spec, dump_spec, load_spec
+
+    spec = Spec(name="c", programs=(Program("a", ("sleep", "5"), env={"K": "v"}, stop_grace=2.5,
+                                            backoff=Backoff(min_uptime=0.5)), Program("b", ("true",))))
+    toml, cache = tmp_path / "spec.toml", tmp_path / "spec.cache.json"
+    dump_spec(spec, toml, cache=cache)
+    assert json.loads(cache.read_text())["toml"] == toml.read_text()
+    assert oct(cache.stat().st_mode & 0o777) == "0o600"
+    code = ("import sys; from daemonkit.spec import load_spec; s = load_spec(sys.argv[1], cache=sys.argv[2]); "
+            "print(s.programs[0].backoff.min_uptime, 'tomllib' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(toml), str(cache)], capture_output=True, text=True, check=True,
+                         env=dk_env)
+    assert out.stdout.split() == ["0.5", "False"]
+    assert load_spec(toml, cache=cache) == spec == load_spec(toml)
+    # Edited by hand: the cache no longer matches, the TOML wins and the cache is rewritten.
+    toml.write_text(toml.read_text().replace("stop_grace = 2.5", "stop_grace = 7.0"))
+    edited = load_spec(toml, cache=cache)
+    assert edited.programs[0].stop_grace == 7.0
+    assert json.loads(cache.read_text())["toml"] == toml.read_text()
+    # A damaged or tampered cache is ignored, never trusted over the TOML.
+    for junk in ("not json", json.dumps({"format": 1, "toml": toml.read_text(), "data": {"name": "c"}})):
+        cache.write_text(junk)
+        assert load_spec(toml, cache=cache) == edited

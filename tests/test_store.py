@@ -15,7 +15,7 @@ from daemonkit.paths import Home
 from daemonkit.store.atomic import write_json_atomic
 from daemonkit.store.events import EventLog, read_events, tail_events
 from daemonkit.store.lock import SupervisorLock, probe_lock
-from daemonkit.store.records import read_pid_record, read_state
+from daemonkit.store.records import read_pid_record, read_state, write_state, write_state_streamed
 from daemonkit.store.rotating import RotatingFile, generations
 
 HOLD_LOCK = """
@@ -90,6 +90,19 @@ def test_state_record(tmp_path: Path) -> None:
     assert "directory" in read_state(path).problem
 
 
+@pytest.mark.parametrize("names", [[], ["a"], ["a", "b-2", "b.1", "ü"]])
+def test_streamed_state_is_byte_for_byte_the_whole_document(tmp_path: Path, names: list[str]) -> None:
+    """The supervisor writes state.json a program at a time (memory); readers must not see a difference."""
+    head = {"name": "d", "supervisor": {"pid": 7, "state": "running", "create_time": 1.5}, "updated_at": 2.25}
+    entries = {n: {"state": "running", "pid": i, "last_exit": {"code": None, "signal": "SIGKILL"}, "reason": "é \n\""}
+               for i, n in enumerate(names)}
+    whole, streamed = tmp_path / "whole.json", tmp_path / "streamed.json"
+    write_state(whole, {**head, "programs": entries})
+    write_state_streamed(streamed, head, ((n, lambda n=n: entries[n]) for n in sorted(names)))
+    assert streamed.read_bytes() == whole.read_bytes()
+    assert read_state(streamed).data == {"schema": 1, **head, "programs": entries}
+
+
 def test_atomic_write_leaves_no_temp_files(tmp_path: Path) -> None:
     path = tmp_path / "x.json"
     for i in range(20):
@@ -157,3 +170,25 @@ def test_long_home_paths_get_a_short_socket_path(tmp_path: Path) -> None:
     assert len(str(home.control_socket)) < 108
     assert home.control_socket != deep / "control.sock"
     assert Home(tmp_path / "short").control_socket == tmp_path / "short" / "control.sock"
+
+
+def test_deferred_events_wait_for_the_loop_turn_but_not_for_a_whole_burst(tmp_path: Path) -> None:
+    """The supervisor defers ledger writes to the end of the loop turn (a restart writes nothing before
+    the new program runs); a burst bigger than DEFERRED_MAX is written as it comes, not held whole."""
+    from daemonkit.store.events import DEFERRED_MAX
+
+    path = tmp_path / "events.jsonl"
+    scheduled: list[object] = []
+    log = EventLog(path)
+    log.defer_writes(scheduled.append)
+    log.emit("exit", "p", 1)
+    log.emit("spawn", "p", 2)
+    assert not path.exists() or path.read_text() == ""  # a restart's records wait for the turn's end
+    assert len(scheduled) == 1
+    for i in range(DEFERRED_MAX):
+        log.emit("spawn", f"q{i}", 10 + i)
+    written = [e["event"] for e in read_events(path)]
+    assert len(written) >= DEFERRED_MAX  # the burst did not wait
+    log.flush()
+    assert len(list(read_events(path))) == DEFERRED_MAX + 2
+    log.close()

@@ -4,7 +4,6 @@ been restarted exactly once, and the new instance must start only after the old 
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import subprocess
@@ -124,7 +123,7 @@ def test_updater_outside_the_daemon_respawns_in_process(app: App) -> None:
     app.write(2)  # the update replaces the code on disk; the running instance still answers 1
     assert app.get()["version"] == "1"
     # The new version also changes the spec (an environment variable); the respawn must use it.
-    new_spec = app.spec.replace(programs=(dataclasses.replace(app.spec.programs[0], env={"FLAVOR": "new"}),))
+    new_spec = app.spec.replace(programs=(app.spec.programs[0].replace(env={"FLAVOR": "new"}),))
     result = respawn_after_update(new_spec, app.home)
     assert result.action == "restarted", result
     assert result.old_supervisor_pid == started.supervisor_pid

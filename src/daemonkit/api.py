@@ -62,7 +62,7 @@ def save_spec(spec: Spec, home: Home | None = None) -> Home:
     """Write ``spec`` into its home (created 0700 if needed) as ``spec.toml``; returns the home."""
     home = (home or home_for_spec(spec)).ensure()
     if not _same_spec(home, spec):
-        dump_spec(spec, home.spec_file)
+        dump_spec(spec, home.spec_file, cache=home.spec_cache)
     return home
 
 

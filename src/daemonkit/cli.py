@@ -262,32 +262,11 @@ def cmd_run(args: argparse.Namespace, target: Target) -> int:
 
 
 def cmd_supervise(args: argparse.Namespace, target: Target) -> int:
-    """Internal: what service managers and detached spawns run."""
-    from .errors import AlreadyRunningError
-    from .paths import Home, check_private_file
-    from .spec import load_spec
-    from .supervisor.engine import run_supervisor
+    """Internal: what service managers and detached spawns run (``python -m daemonkit supervise`` takes
+    the lean path in ``supervisor/entry.py`` without coming through here; both run the same code)."""
+    from .supervisor.entry import supervise
 
-    backend = args.backend or os.environ.get("DAEMONKIT_BACKEND", "detached")
-    try:
-        home = Home(os.path.abspath(args.home)).ensure()
-        check_private_file(home.spec_file)
-        spec = load_spec(home.spec_file)
-        return run_supervisor(spec, home, backend=backend)
-    except AlreadyRunningError:
-        raise
-    except DaemonkitError as exc:
-        # A bad spec, or something about this machine or home that blocks the supervisor: a restart
-        # would only repeat it.
-        print(f"daemonkit supervise: {exc.message}", file=sys.stderr)
-        return _config_error_exit(backend)
-
-
-def _config_error_exit(backend: str) -> int:
-    """EX_CONFIG (78): systemd's RestartPreventExitStatus=78 keeps the supervisor down until the next
-    explicit start. launchd can only spare a *successful* exit (KeepAlive SuccessfulExit=false), so
-    under launchd the same decision is spelled exit 0."""
-    return 0 if backend == "launchd" else 78
+    return supervise(args.home, args.backend)
 
 
 def cmd_install(args: argparse.Namespace, target: Target) -> int:

@@ -10,6 +10,7 @@ and scope (tests, sandboxes, containers).
 Home layout (see docs/concepts.md)::
 
     spec.toml         what was installed / is being run
+    spec.cache.json   spec.toml parsed (the supervisor reads it instead of importing a TOML parser)
     supervisor.lock   OS lock held by the live supervisor (JSON record inside)
     supervisor.pid    JSON: pid, create_time, argv, started_at, version
     state.json        supervisor + per-program state (atomic replace)
@@ -20,12 +21,9 @@ Home layout (see docs/concepts.md)::
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 import sys
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UnsafeFileError
@@ -52,14 +50,37 @@ def root_dir(app: str = "daemonkit", scope: str = "user") -> Path:
     return base if app == "daemonkit" else base / "daemonkit"
 
 
-@dataclass(frozen=True)
 class Home:
-    """The files of one daemon. Pure path arithmetic; ``ensure()`` creates and checks the directory."""
+    """The files of one daemon. Pure path arithmetic; ``ensure()`` creates and checks the directory.
 
+    Immutable, equal and hashable by ``path`` (what a frozen dataclass gave it; not one because the
+    supervisor imports this module, and ``dataclasses`` would cost it ~1.2 MiB: see spec.py)."""
+
+    __slots__ = ("path",)
     path: Path
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "path", Path(self.path))
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        object.__setattr__(self, "path", Path(path))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"cannot assign to field {name!r} (Home is immutable)")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r} (Home is immutable)")
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is self.__class__:
+            return self.path == other.path  # type: ignore[attr-defined, no-any-return]
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self.path,))
+
+    def __repr__(self) -> str:
+        return f"Home(path={self.path!r})"
+
+    def __reduce__(self) -> tuple[type, tuple[Path]]:
+        return (Home, (self.path,))
 
     @classmethod
     def for_spec_name(cls, name: str, app: str = "daemonkit", scope: str = "user") -> "Home":
@@ -72,6 +93,11 @@ class Home:
     @property
     def spec_file(self) -> Path:
         return self.path / "spec.toml"
+
+    @property
+    def spec_cache(self) -> Path:
+        """``spec.toml`` parsed, as JSON, with the text it came from (see ``spec.load_spec``)."""
+        return self.path / "spec.cache.json"
 
     @property
     def lock_file(self) -> Path:
@@ -100,6 +126,11 @@ class Home:
     def program_log(self, program: str, stream: str) -> Path:
         return self.logs_dir / f"{program}.{stream}.log"
 
+    def program_log_name(self, program: str, stream: str) -> str:
+        """``program_log`` as a string, for the supervisor, which keeps two per program for its whole
+        life: no ``Path`` objects (and no growth of the interned-strings table pathlib adds to)."""
+        return os.path.join(os.fspath(self.path), "logs", f"{program}.{stream}.log")
+
     @property
     def control_socket(self) -> Path:
         """The control socket path, moved to a short private temp dir when the home path is too long."""
@@ -112,6 +143,10 @@ class Home:
         candidate = self.path / filename
         if len(os.fsencode(str(candidate))) <= _MAX_SOCKET_PATH:
             return candidate
+        # Imported here: hashlib maps OpenSSL (~1.3 MiB), which a supervisor with a short home never needs.
+        import hashlib
+        import tempfile
+
         digest = hashlib.sha256(os.fsencode(str(self.path))).hexdigest()[:16]
         uid = os.getuid() if hasattr(os, "getuid") else 0
         return Path(tempfile.gettempdir()) / f"daemonkit-{uid}-{digest}" / filename

@@ -1,7 +1,7 @@
 """The spec: what to run, how to restart it, when it is ready, how to stop it.
 
 A ``Spec`` is one daemon (one supervisor, one home, one OS registration) with one or more ``Program``s.
-It is plain data: frozen dataclasses, loaded from and dumped to TOML, validated with errors that name
+It is plain data: immutable records (see ``_Record``), loaded from and dumped to TOML, validated with errors that name
 the file, the key and what is expected. Nothing here touches the machine.
 
 TOML layout::
@@ -34,21 +34,14 @@ TOML layout::
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 import signal
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
-from .errors import SpecError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
+from .errors import SpecError, UnsafeFileError
 
 __all__ = [
     "Backoff",
@@ -87,58 +80,144 @@ def validate_name(name: object, *, source: str = "<spec>", key: str = "name") ->
     return name
 
 
-@dataclass(frozen=True)
-class Backoff:
+class _Record:
+    """What ``@dataclass(frozen=True)`` gave the spec classes, written out: construction with defaults,
+    immutability, equality and hashing by fields, a repr naming them, copy/pickle, and ``replace()``.
+
+    Not dataclasses because the supervisor, which keeps every module it imports for the daemon's whole
+    life, would import ``dataclasses`` for them, and with it ``inspect``, ``ast``, ``dis`` and
+    ``tokenize``: ~1.2 MiB of its ~10 (docs/benchmarks.md, Memory). ``_FIELDS`` lists the fields in order.
+    """
+
+    __slots__ = ()
+    _FIELDS: tuple[str, ...] = ()
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self._FIELDS)
+
+    def replace(self, **changes: Any) -> Any:
+        """A copy with ``changes`` (validated like a new instance), as ``dataclasses.replace`` did."""
+        unknown = set(changes) - set(self._FIELDS)
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no field(s) {', '.join(sorted(unknown))}")
+        return type(self)(**{name: changes.get(name, getattr(self, name)) for name in self._FIELDS})
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"cannot assign to field {name!r} ({type(self).__name__} is immutable)")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r} ({type(self).__name__} is immutable)")
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is self.__class__:
+            return self._values() == other._values()  # type: ignore[attr-defined, no-any-return]
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._FIELDS)
+        return f"{type(self).__qualname__}({fields})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), self._values())
+
+
+_set = object.__setattr__  # how a _Record's __init__ sets its (otherwise immutable) fields
+
+
+class Backoff(_Record):
     """Restart pacing. A death after ``min_uptime`` of stable running restarts at once; repeated quick
     deaths wait ``initial``, doubling (with jitter) up to ``max``. More than ``crashloop_restarts`` in
     ``crashloop_window`` seconds puts the program in ``crashloop`` for ``crashloop_cooldown`` seconds,
     after which it is tried again (never a permanent give-up)."""
 
-    initial: float = 0.1
-    max: float = 30.0
-    min_uptime: float = 1.0
-    crashloop_restarts: int = 10
-    crashloop_window: float = 60.0
-    crashloop_cooldown: float = 60.0
+    __slots__ = _FIELDS = ("initial", "max", "min_uptime", "crashloop_restarts", "crashloop_window",
+                           "crashloop_cooldown")
+    initial: float
+    max: float
+    min_uptime: float
+    crashloop_restarts: int
+    crashloop_window: float
+    crashloop_cooldown: float
+
+    def __init__(self, initial: float = 0.1, max: float = 30.0, min_uptime: float = 1.0,
+                 crashloop_restarts: int = 10, crashloop_window: float = 60.0,
+                 crashloop_cooldown: float = 60.0) -> None:
+        _set(self, "initial", initial)
+        _set(self, "max", max)
+        _set(self, "min_uptime", min_uptime)
+        _set(self, "crashloop_restarts", crashloop_restarts)
+        _set(self, "crashloop_window", crashloop_window)
+        _set(self, "crashloop_cooldown", crashloop_cooldown)
 
 
-@dataclass(frozen=True)
-class Readiness:
+class Readiness(_Record):
     """When a program counts as ready. ``kind`` is tcp ("host:port"), http (a URL answering 2xx),
     file (a path that exists) or notify (the program sends ``READY=1`` to ``$NOTIFY_SOCKET``)."""
 
+    __slots__ = _FIELDS = ("kind", "target", "timeout")
     kind: str
-    target: str = ""
-    timeout: float = 30.0
+    target: str
+    timeout: float
+
+    def __init__(self, kind: str, target: str = "", timeout: float = 30.0) -> None:
+        _set(self, "kind", kind)
+        _set(self, "target", target)
+        _set(self, "timeout", timeout)
 
 
-@dataclass(frozen=True)
-class LogLimits:
+class LogLimits(_Record):
     """Program output is kept in ``logs/<program>.{out,err}.log`` with at most ``backups`` rotated files
     of ``max_bytes`` each, so a chatty or crash-looping program cannot fill the disk."""
 
-    max_bytes: int = 10 * 1024 * 1024
-    backups: int = 3
+    __slots__ = _FIELDS = ("max_bytes", "backups")
+    max_bytes: int
+    backups: int
+
+    def __init__(self, max_bytes: int = 10 * 1024 * 1024, backups: int = 3) -> None:
+        _set(self, "max_bytes", max_bytes)
+        _set(self, "backups", backups)
 
 
-@dataclass(frozen=True)
-class Program:
+class Program(_Record):
+    """One program of a daemon: its command line (``argv``; ``argv[0]`` is looked up on ``PATH``), an
+    optional working directory and extra environment, its restart policy (``always`` / ``on-failure`` /
+    ``never``), how it is stopped (``stop_signal``, then SIGKILL after ``stop_grace`` seconds), an
+    optional readiness check, its backoff and log limits, and whether the supervisor starts it."""
+
+    __slots__ = _FIELDS = ("name", "argv", "cwd", "env", "restart", "stop_signal", "stop_grace", "ready",
+                           "backoff", "logs", "autostart")
     name: str
     argv: tuple[str, ...]
-    cwd: str | None = None
-    env: Mapping[str, str] = field(default_factory=dict)
-    restart: str = "on-failure"
-    stop_signal: str = "TERM"
-    stop_grace: float = 10.0
-    ready: Readiness | None = None
-    backoff: Backoff = field(default_factory=Backoff)
-    logs: LogLimits = field(default_factory=LogLimits)
-    autostart: bool = True
+    cwd: str | None
+    env: Mapping[str, str]
+    restart: str
+    stop_signal: str
+    stop_grace: float
+    ready: Readiness | None
+    backoff: Backoff
+    logs: LogLimits
+    autostart: bool
 
-    def __post_init__(self) -> None:
+    def __init__(self, name: str, argv: Sequence[str], cwd: str | None = None, env: Mapping[str, str] | None = None,
+                 restart: str = "on-failure", stop_signal: str = "TERM", stop_grace: float = 10.0,
+                 ready: Readiness | None = None, backoff: Backoff | None = None, logs: LogLimits | None = None,
+                 autostart: bool = True) -> None:
+        _set(self, "name", name)
         # Accept lists and plain dicts from callers; store immutable, hashable-friendly forms.
-        object.__setattr__(self, "argv", tuple(self.argv))
-        object.__setattr__(self, "env", dict(self.env))
+        _set(self, "argv", tuple(argv))
+        _set(self, "cwd", cwd)
+        _set(self, "env", dict(env or {}))
+        _set(self, "restart", restart)
+        _set(self, "stop_signal", stop_signal)
+        _set(self, "stop_grace", stop_grace)
+        _set(self, "ready", ready)
+        # The defaults are shared: immutable, and a supervisor holds one per program otherwise.
+        _set(self, "backoff", _DEFAULT_BACKOFF if backoff is None else backoff)
+        _set(self, "logs", _DEFAULT_LOGS if logs is None else logs)
+        _set(self, "autostart", autostart)
         _validate_program(self, "<spec>", f"programs.{self.name}")
 
     @property
@@ -146,19 +225,24 @@ class Program:
         return int(getattr(signal, "SIG" + self.stop_signal, signal.SIGTERM))
 
 
-@dataclass(frozen=True)
-class Spec:
+class Spec(_Record):
     """One daemon: a name, a scope and its programs (order kept: start order)."""
 
+    __slots__ = _FIELDS = ("name", "programs", "scope", "description", "app")
     name: str
     programs: tuple[Program, ...]
-    scope: str = "user"
-    description: str = ""
+    scope: str
+    description: str
     # The application that owns this daemon; its home lives under the app's own state dir.
-    app: str = "daemonkit"
+    app: str
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "programs", tuple(self.programs))
+    def __init__(self, name: str, programs: Iterable[Program], scope: str = "user", description: str = "",
+                 app: str = "daemonkit") -> None:
+        _set(self, "name", name)
+        _set(self, "programs", tuple(programs))
+        _set(self, "scope", scope)
+        _set(self, "description", description)
+        _set(self, "app", app)
         _validate_spec(self, "<spec>")
 
     def program(self, name: str) -> Program:
@@ -174,7 +258,11 @@ class Spec:
         return max((p.stop_grace for p in self.programs), default=0.0)
 
     def replace(self, **changes: Any) -> "Spec":
-        return dataclasses.replace(self, **changes)
+        return super().replace(**changes)  # type: ignore[no-any-return]
+
+
+_DEFAULT_BACKOFF = Backoff()
+_DEFAULT_LOGS = LogLimits()
 
 
 # --------------------------------------------------------------------------------------------- validation
@@ -261,8 +349,14 @@ _SPEC_KEYS = {"name", "scope", "description", "app", "programs"}
 _PROGRAM_KEYS = {"argv", "cwd", "env", "restart", "stop_signal", "stop_grace", "ready", "backoff", "logs", "autostart"}
 
 
-def load_spec(path: str | Path) -> Spec:
-    """Read and validate a spec file. Errors name the file and the key."""
+def load_spec(path: str | Path, *, cache: str | Path | None = None) -> Spec:
+    """Read and validate a spec file. Errors name the file and the key.
+
+    ``cache`` (a daemon home's ``spec.cache.json``): the parsed TOML kept as JSON together with the
+    text it came from. When the text is the same, the data comes from there (and is validated as
+    always) without importing the TOML parser: the supervisor, which keeps every module it imports for
+    its whole life, saves ~0.3 MiB (docs/benchmarks.md, Memory). Otherwise the TOML is parsed and the
+    cache rewritten; a missing, stale, foreign or damaged cache only means a TOML parse."""
     path = Path(path)
     try:
         with open(path, "rb") as f:
@@ -279,18 +373,64 @@ def load_spec(path: str | Path) -> Spec:
     except UnicodeDecodeError:
         raise SpecError(str(path), "", "not UTF-8 text (is it a binary or corrupt file?)") from None
     key = _stat_key(path)
-    spec = loads_spec(text, source=str(path))
+    spec = _from_cache(cache, text, str(path)) if cache is not None else None
+    if spec is None:
+        data = _parse_toml(text, str(path))
+        spec = spec_from_dict(data, source=str(path))
+        if cache is not None:
+            _write_cache(cache, text, data)
     if key is not None:
         _LAST_LOADED[str(path)] = (key, spec)
     return spec
 
 
 def loads_spec(text: str, *, source: str = "<spec>") -> Spec:
+    return spec_from_dict(_parse_toml(text, source), source=source)
+
+
+def _parse_toml(text: str, source: str) -> dict[str, Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on 3.10 only
+        import tomli as tomllib
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(source, "", f"not valid TOML: {exc}") from None
-    return spec_from_dict(data, source=source)
+
+
+_CACHE_FORMAT = 1
+
+
+def _from_cache(cache: str | Path, text: str, source: str) -> Spec | None:
+    import json
+
+    from .paths import check_private_file
+
+    try:
+        check_private_file(Path(cache))  # the same rules as the spec itself: it decides what runs
+        with open(cache, "rb") as f:
+            doc = json.loads(f.read(4 * MAX_SPEC_BYTES))
+    except (OSError, ValueError, UnsafeFileError):
+        return None
+    if not isinstance(doc, dict) or doc.get("format") != _CACHE_FORMAT or doc.get("toml") != text \
+            or not isinstance(doc.get("data"), dict):
+        return None
+    try:
+        return spec_from_dict(doc["data"], source=source)
+    except SpecError:
+        return None  # cannot come from a cache we wrote; the TOML has the last word
+
+
+def _write_cache(cache: str | Path, text: str, data: Mapping[str, Any]) -> None:
+    import json
+
+    from .store.atomic import write_text_atomic
+
+    try:
+        write_text_atomic(Path(cache), json.dumps({"format": _CACHE_FORMAT, "toml": text, "data": data}))
+    except (OSError, TypeError, ValueError):
+        pass  # only an optimisation
 
 
 def spec_from_dict(data: Mapping[str, Any], *, source: str = "<spec>") -> Spec:
@@ -299,7 +439,10 @@ def spec_from_dict(data: Mapping[str, Any], *, source: str = "<spec>") -> Spec:
     if not isinstance(programs_data, Mapping) or not programs_data:
         raise SpecError(source, "programs", "expected at least one [programs.NAME] table",
                         '[programs.app]\nargv = ["python3", "-m", "myapp"]')
-    programs = [_program_from_dict(name, value, source) for name, value in programs_data.items()]
+    # Equal backoff/logs tables become one shared (frozen) object: a supervisor keeps every program's
+    # for its whole life, and 1000 programs usually share a handful of distinct ones.
+    shared: dict[Any, Any] = {}
+    programs = [_program_from_dict(name, value, source, shared) for name, value in programs_data.items()]
     try:
         return _with_source(source, lambda: Spec(
             name=_get(data, "name", str, source, "name", required=True),
@@ -312,7 +455,7 @@ def spec_from_dict(data: Mapping[str, Any], *, source: str = "<spec>") -> Spec:
         raise
 
 
-def _program_from_dict(name: str, value: Any, source: str) -> Program:
+def _program_from_dict(name: str, value: Any, source: str, shared: dict[Any, Any] | None = None) -> Program:
     key = f"programs.{name}"
     validate_name(name, source=source, key=key)
     if not isinstance(value, Mapping):
@@ -329,8 +472,9 @@ def _program_from_dict(name: str, value: Any, source: str) -> Program:
     if not isinstance(env, Mapping):
         raise SpecError(source, f"{key}.env", "expected a table of strings")
     ready = _readiness_from(value.get("ready"), source, f"{key}.ready")
-    backoff = _sub_dataclass(Backoff, value.get("backoff"), source, f"{key}.backoff")
-    logs = _sub_dataclass(LogLimits, value.get("logs"), source, f"{key}.logs")
+    shared = {} if shared is None else shared
+    backoff = _sub_dataclass(Backoff, value.get("backoff"), source, f"{key}.backoff", shared)
+    logs = _sub_dataclass(LogLimits, value.get("logs"), source, f"{key}.logs", shared)
     return _with_source(source, lambda: Program(
         name=name,
         argv=tuple(argv),
@@ -367,12 +511,12 @@ def _readiness_from(value: Any, source: str, key: str) -> Readiness | None:
     return Readiness(kind=kind, target=target, timeout=float(timeout))
 
 
-def _sub_dataclass(cls: type, value: Any, source: str, key: str) -> Any:
+def _sub_dataclass(cls: type, value: Any, source: str, key: str, shared: dict[Any, Any] | None = None) -> Any:
     if value is None:
-        return cls()
+        return _DEFAULTS[cls]  # frozen: one shared instance serves every program
     if not isinstance(value, Mapping):
         raise SpecError(source, key, "expected a table")
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = set(cls._FIELDS)
     _reject_unknown(value, names, source, key)
     defaults = cls()
     kwargs = {}
@@ -385,7 +529,15 @@ def _sub_dataclass(cls: type, value: Any, source: str, key: str) -> Any:
             if not ok:
                 raise SpecError(source, f"{key}.{name}", f"expected a {'number' if expected is float else 'whole number'}, got {got!r}")
             kwargs[name] = float(got) if expected is float else got
-    return cls(**kwargs)
+    if not kwargs:
+        return _DEFAULTS[cls]
+    if shared is None:
+        return cls(**kwargs)
+    token = (cls, tuple(sorted(kwargs.items())))
+    instance = shared.get(token)
+    if instance is None:
+        instance = shared[token] = cls(**kwargs)
+    return instance
 
 
 def _get(data: Mapping[str, Any], name: str, types: Any, source: str, key: str, *,
@@ -432,7 +584,7 @@ def _with_source(source: str, build: Any) -> Any:
 
 def spec_to_dict(spec: Spec) -> dict[str, Any]:
     """The TOML-able form, with only what differs from the defaults (the defaults are documented in
-    the dataclasses and docs/engine.md). A 500-program spec stays ~1,500 lines instead of ~11,000, which
+    the spec classes and docs/engine.md). A 500-program spec stays ~1,500 lines instead of ~11,000, which
     is most of a cold start's parsing time."""
     out: dict[str, Any] = {"name": spec.name, "scope": spec.scope}
     if spec.description:
@@ -460,17 +612,16 @@ def spec_to_dict(spec: Spec) -> dict[str, Any]:
                 entry["ready"]["timeout"] = float(p.ready.timeout)
         for key, value, default in (("backoff", p.backoff, _DEFAULT_BACKOFF), ("logs", p.logs, _DEFAULT_LOGS)):
             if value != default:
-                entry[key] = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)
-                              if getattr(value, f.name) != getattr(default, f.name)}
+                entry[key] = {name: getattr(value, name) for name in value._FIELDS
+                              if getattr(value, name) != getattr(default, name)}
         programs[p.name] = entry
     out["programs"] = programs
     return out
 
 
-_DEFAULT_PROGRAM = {f.name: f.default for f in dataclasses.fields(Program)}
+_DEFAULT_PROGRAM = {"restart": "on-failure", "stop_signal": "TERM", "stop_grace": 10.0}  # Program's defaults
 _DEFAULT_READY_TIMEOUT = Readiness("notify").timeout
-_DEFAULT_BACKOFF = Backoff()
-_DEFAULT_LOGS = LogLimits()
+_DEFAULTS: dict[type, Any] = {Backoff: _DEFAULT_BACKOFF, LogLimits: _DEFAULT_LOGS}
 # What load_spec last read, so that saving the same spec back to the same unchanged file is a no-op:
 # a start never rewrites spec.toml (and a hand-written file keeps its comments and layout).
 _LAST_LOADED: dict[str, tuple[tuple[int, int], Spec]] = {}
@@ -490,9 +641,9 @@ def dumps_spec(spec: Spec) -> str:
     return tomli_w.dumps(spec_to_dict(spec))
 
 
-def dump_spec(spec: Spec, path: str | Path) -> None:
+def dump_spec(spec: Spec, path: str | Path, *, cache: str | Path | None = None) -> None:
     """Write the spec atomically with owner-only permissions; nothing is written when the file already
-    holds this spec."""
+    holds this spec. ``cache``: also write the parsed form ``load_spec(path, cache=...)`` reads."""
     from .store.atomic import write_text_atomic
 
     path = Path(path)
@@ -509,6 +660,8 @@ def dump_spec(spec: Spec, path: str | Path) -> None:
         except (OSError, UnicodeDecodeError):
             pass
     write_text_atomic(path, text)
+    if cache is not None:
+        _write_cache(cache, text, spec_to_dict(spec))  # what parsing ``text`` gives (tested)
     key = _stat_key(path)
     if key is not None:
         _LAST_LOADED[str(path)] = (key, spec)

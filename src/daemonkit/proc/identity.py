@@ -4,6 +4,11 @@ Pids are recycled. A pid record that outlives its process can point at an unrela
 was svchost.exe), so daemonkit never signals a bare pid: it captures ``(pid, create_time)`` when it
 learns of a process, and re-checks both right before any signal. psutil does the OS work (and its own
 signalling methods re-check for pid reuse too).
+
+psutil is imported by the functions that use it, not by this module: the supervisor imports this
+module for its own identity and the start times of its programs, which ``create_time`` reads from
+``/proc`` on Linux (psutil's own formula: the same float, bit for bit; tested), and so keeps psutil's
+~1.3 MiB out of a process that lives as long as the daemon. Everything else still asks psutil.
 """
 
 from __future__ import annotations
@@ -11,24 +16,25 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import dataclass
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable, NamedTuple
 
-import psutil
+if TYPE_CHECKING:
+    import psutil
 
 # Linux derives create times from clock ticks (10 ms); other OSes are finer. Anything closer than this
 # is the same process; a recycled pid would have to be reused within one tick to fool it.
 CREATE_TIME_TOLERANCE = 0.01
 
 
-@dataclass(frozen=True)
-class ProcessIdentity:
+class ProcessIdentity(NamedTuple):  # not a dataclass: the supervisor imports this module (see spec.py)
     pid: int
     create_time: float
 
     @classmethod
     def of(cls, pid: int) -> "ProcessIdentity | None":
         """Capture the identity of a running process, or ``None`` if there is none (or it is a zombie)."""
+        import psutil
+
         try:
             proc = psutil.Process(pid)
             if proc.status() == psutil.STATUS_ZOMBIE:
@@ -39,9 +45,8 @@ class ProcessIdentity:
 
     @classmethod
     def current(cls) -> "ProcessIdentity":
-        identity = cls.of(os.getpid())
-        assert identity is not None  # we are running
-        return identity
+        pid = os.getpid()
+        return cls(pid, create_time(pid))  # we are running (not a zombie): no status check needed
 
     @classmethod
     def from_record(cls, data: object) -> "ProcessIdentity | None":
@@ -60,6 +65,8 @@ class ProcessIdentity:
 
     def process(self) -> "psutil.Process | None":
         """The live process with this identity, or ``None`` (gone, zombie, or pid recycled)."""
+        import psutil
+
         try:
             proc = psutil.Process(self.pid)
             if abs(proc.create_time() - self.create_time) > CREATE_TIME_TOLERANCE:
@@ -79,6 +86,8 @@ class ProcessIdentity:
 
 def liveness(identity: ProcessIdentity) -> str:
     """One word for diagnostics: ``alive``, ``dead``, ``zombie`` or ``recycled`` (pid taken by another)."""
+    import psutil
+
     try:
         proc = psutil.Process(identity.pid)
         if abs(proc.create_time() - identity.create_time) > CREATE_TIME_TOLERANCE:
@@ -90,17 +99,21 @@ def liveness(identity: ProcessIdentity) -> str:
         return "alive"  # it exists; we just may not look inside (another user's process)
 
 
-def _tree(proc: psutil.Process) -> list[psutil.Process]:
+def _tree(proc: "psutil.Process") -> "list[psutil.Process]":
+    import psutil
+
     try:
         return [proc, *proc.children(recursive=True)]
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return [proc]
 
 
-def session_members(session_id: int, exclude: Iterable[int] = ()) -> list[psutil.Process]:
+def session_members(session_id: int, exclude: Iterable[int] = ()) -> "list[psutil.Process]":
     """Processes in POSIX session ``session_id`` (a program's double-forked orphans stay in it)."""
     if sys.platform == "win32" or not hasattr(os, "getsid"):
         return []
+    import psutil
+
     skip = set(exclude)
     members = []
     for proc in psutil.process_iter():
@@ -114,7 +127,7 @@ def session_members(session_id: int, exclude: Iterable[int] = ()) -> list[psutil
     return members
 
 
-def tree_members(identity: ProcessIdentity) -> list[psutil.Process]:
+def tree_members(identity: ProcessIdentity) -> "list[psutil.Process]":
     """The live process with this identity, its descendants and, when it leads its own POSIX session
     (programs are started with ``start_new_session``), the session's double-forked orphans.
     Empty when the identity no longer matches a live process."""
@@ -139,6 +152,8 @@ def signal_tree(identity: ProcessIdentity, sig: int) -> int:
     psutil's ``send_signal`` re-checks each process's own identity, so a member that exited and whose
     pid was reused in between is not hit either. On Windows every signal but CTRL events terminates.
     """
+    import psutil
+
     count = 0
     for proc in tree_members(identity):
         try:
@@ -156,6 +171,8 @@ def terminate_tree(identity: ProcessIdentity, sig: int | None = None, grace: flo
     """
     import signal as _signal
 
+    import psutil
+
     members = tree_members(identity)
     for proc in members:
         try:
@@ -170,3 +187,45 @@ def terminate_tree(identity: ProcessIdentity, sig: int | None = None, grace: flo
             pass
     _, still = psutil.wait_procs(alive, timeout=2.0)
     return not still
+
+
+def create_time(pid: int) -> float:
+    """The process's create time as psutil's ``Process(pid).create_time()`` gives it (also for a
+    zombie); raises ``ProcessLookupError`` when there is no such process.
+
+    Linux: read from ``/proc`` with psutil's own formula (start time in clock ticks / ticks per second
+    + boot time), so that the supervisor, which records every program's create time, need not import
+    psutil; the two agree exactly (tests/test_identity.py). Elsewhere: psutil."""
+    if sys.platform.startswith("linux"):
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            raise ProcessLookupError(pid) from None
+        return float(fields[19]) / _clock_ticks() + _boot_time()
+    import psutil
+
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.NoSuchProcess:
+        raise ProcessLookupError(pid) from None
+
+
+_BOOT: list[float] = []
+
+
+def _clock_ticks() -> int:
+    return os.sysconf("SC_CLK_TCK")
+
+
+def _boot_time() -> float:
+    """``btime`` of ``/proc/stat``, as psutil reads it (read once: it does not change while we run)."""
+    if not _BOOT:
+        with open("/proc/stat", "rb") as f:
+            for line in f:
+                if line.startswith(b"btime"):
+                    _BOOT.append(float(line.split()[1]))
+                    break
+            else:
+                raise OSError("no btime line in /proc/stat")
+    return _BOOT[0]

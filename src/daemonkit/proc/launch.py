@@ -16,8 +16,7 @@ import functools
 import os
 import shutil
 import signal
-from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Mapping, NamedTuple, Sequence
 
 # Python ignores SIGPIPE (and SIGXFSZ) for itself; an exec'd program must get the default back, as
 # subprocess's restore_signals does.
@@ -26,16 +25,18 @@ _RESET_SIGNALS = tuple(s for s in (getattr(signal, "SIGPIPE", None), getattr(sig
 HAVE_POSIX_SPAWN = hasattr(os, "posix_spawn") and hasattr(os, "POSIX_SPAWN_DUP2")
 
 
-@dataclass(frozen=True)
-class LaunchPlan:
+class LaunchPlan(NamedTuple):  # not a dataclass: that import costs the supervisor ~1.2 MiB (spec.py)
     argv: tuple[str, ...]
     executable: str | None  # None: not found (reported at launch time, every time, with the reason)
     # The environment is the supervisor's (one dict shared by every program) plus the program's own
     # few variables, merged at launch: 1000 private copies of a 60-variable environment cost ~5 MiB.
-    base_env: Mapping[str, str] = field(repr=False)
-    extra_env: Mapping[str, str] = field(repr=False, default_factory=dict)
+    base_env: Mapping[str, str]
+    extra_env: Mapping[str, str]
     cwd: str | None = None
-    method: str = field(default="posix_spawn")
+    method: str = "posix_spawn"
+
+    def __repr__(self) -> str:  # without the environments (the supervisor's whole environment)
+        return f"LaunchPlan(argv={self.argv!r}, executable={self.executable!r}, cwd={self.cwd!r}, method={self.method!r})"
 
     @property
     def env(self) -> dict[str, str]:

@@ -6,15 +6,22 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 
 def write_bytes_atomic(path: Path, data: bytes, *, mode: int = 0o600, fsync: bool = True) -> None:
+    write_chunks_atomic(path, (data,), mode=mode, fsync=fsync)
+
+
+def write_chunks_atomic(path: Path, chunks: Iterable[bytes], *, mode: int = 0o600, fsync: bool = True) -> None:
+    """``write_bytes_atomic`` of the concatenated ``chunks``, which are written as they come: a big
+    document need never be in memory whole (the supervisor's state at N programs)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            for chunk in chunks:
+                f.write(chunk)
             if fsync:
                 f.flush()
                 os.fsync(f.fileno())

@@ -16,6 +16,11 @@ from .rotating import RotatingFile, generations
 
 EVENTS_MAX_BYTES = 1024 * 1024
 EVENTS_BACKUPS = 3
+# Deferred records are written once this many are held, without waiting for the end of the loop turn:
+# a burst (a cold start of 500 programs, stop all) would otherwise hold 500 records and their text at
+# once, and the supervisor's heap keeps such a peak (~0.3 MiB at N = 500). A restart's few records
+# stay deferred.
+DEFERRED_MAX = 32
 
 # What each event means, for `status --deep` and `logs --events`.
 EVENTS = {
@@ -69,6 +74,8 @@ class EventLog:
             if not self._pending:
                 self._schedule(self.flush)
             self._pending.append(record)
+            if len(self._pending) >= DEFERRED_MAX:
+                self.flush()
         return record
 
     def flush(self) -> None:

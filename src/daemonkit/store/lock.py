@@ -12,9 +12,8 @@ import errno
 import json
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import UnsafeFileError
 
@@ -22,8 +21,7 @@ from ..errors import UnsafeFileError
 _WINDOWS_LOCK_OFFSET = 0x7FFF0000
 
 
-@dataclass
-class LockProbe:
+class LockProbe(NamedTuple):  # not a dataclass: the supervisor imports this module (see spec.py)
     held: bool
     record: dict[str, Any] | None = None
     problem: str = ""  # why the record could not be read, if it could not

@@ -7,19 +7,18 @@ reported with a reason (``RecordProblem``) and treated as absent; the next super
 
 from __future__ import annotations
 
+import json
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
-from .atomic import CorruptFile, read_json, write_json_atomic
+from .atomic import CorruptFile, read_json, write_chunks_atomic, write_json_atomic
 
 STATE_SCHEMA = 1
 
 
-@dataclass(frozen=True)
-class ReadResult:
+class ReadResult(NamedTuple):  # not a dataclass: the supervisor imports this module (see spec.py)
     """``data`` is the parsed record (or None); ``problem`` says why it is unusable ("" when fine or absent);
     ``exists`` tells absent from unusable."""
 
@@ -84,3 +83,32 @@ def write_state(path: Path, state: dict[str, Any]) -> None:
     # No fsync: state is rewritten on every change and a lost snapshot is rebuilt by the next write;
     # fsync here would put disk latency on the supervisor's hot path.
     write_json_atomic(path, {"schema": STATE_SCHEMA, **state}, fsync=False)
+
+
+def write_state_streamed(path: Path, head: dict[str, Any],
+                         programs: Iterable[tuple[str, Callable[[], dict[str, Any]]]]) -> None:
+    """The same file as ``write_state({**head, "programs": {name: entry(), ...}})``, byte for byte,
+    built and written one program at a time.
+
+    The supervisor rewrites its state after every burst of changes; with N programs the whole
+    document (N snapshot dicts, then its text, then its bytes) used to exist at once each time, and
+    the heap kept that peak: ~1 MiB at N = 500 (docs/benchmarks.md, Memory). ``programs`` must come
+    sorted by name, as ``json.dumps(sort_keys=True)`` would order them."""
+    write_chunks_atomic(path, _state_chunks({"schema": STATE_SCHEMA, **head}, programs), fsync=False)
+
+
+def _state_chunks(head: dict[str, Any], programs: Iterable[tuple[str, Callable[[], dict[str, Any]]]]) -> Iterator[bytes]:
+    encode = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+    sep = b"{"
+    for key in sorted([*head, "programs"]):
+        yield sep + encode(key).encode() + b":"
+        sep = b","
+        if key != "programs":
+            yield encode(head[key]).encode()
+            continue
+        inner = b"{"
+        for name, entry in programs:
+            yield inner + encode(name).encode() + b":" + encode(entry()).encode()
+            inner = b","
+        yield b"{}" if inner == b"{" else b"}"
+    yield b"}\n"

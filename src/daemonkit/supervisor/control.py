@@ -184,7 +184,7 @@ class _Connection:
         self.answered = True
         self._cancel_timer()
         self.server.loop.remove_reader(self.conn.fileno())
-        self.out = (json.dumps(response, default=str) + "\n").encode()
+        self.out = encode_reply(response)
         self._flush()
         if self.out and not self.closed:
             # A client that does not read its (large) answer must not block the loop, which also
@@ -255,6 +255,40 @@ def _recv(conn: socket.socket) -> bytes | None:
         return None
     except OSError:
         return b""
+
+
+def encode_reply(response: dict[str, Any]) -> bytes:
+    """``(json.dumps(response, default=str) + "\\n").encode()``, byte for byte, but built a piece at a
+    time into one buffer: a status answer at N programs is a dict per program, and encoding it whole
+    (the encoder's fragments, the text, then its bytes) left ~0.7 MiB in the supervisor's heap after a
+    single ``status`` at N = 500 (docs/benchmarks.md, Memory). A value with a ``json_items()`` method is
+    written as the object of the (str key, value) pairs it yields, so that the engine's per-program
+    dicts need not all exist at once either."""
+    import io
+
+    out = io.BytesIO()
+    encode = _ENCODER.encode
+    write = out.write
+
+    def emit(value: Any, depth: int) -> None:
+        # Three levels are streamed (answer, state, programs); below, each program is one piece.
+        items = getattr(value, "json_items", None)  # a live view (the engine's state): pairs made on demand
+        if items is not None or (depth < 3 and type(value) is dict and all(type(k) is str for k in value)):
+            sep = b"{"
+            for key, item in (items() if items is not None else value.items()):
+                write(sep + encode(key).encode() + b": ")
+                sep = b", "
+                emit(item, depth + 1)
+            write(b"{}" if sep == b"{" else b"}")
+        else:
+            write(encode(value).encode())
+
+    emit(response, 0)
+    write(b"\n")
+    return out.getvalue()
+
+
+_ENCODER = json.JSONEncoder(default=str)
 
 
 def _send(conn: socket.socket, response: dict[str, Any]) -> None:

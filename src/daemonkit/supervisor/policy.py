@@ -10,8 +10,7 @@ Exit-code contract (the same on every OS and mapped onto every backend):
 from __future__ import annotations
 
 import random
-from collections import deque
-from dataclasses import dataclass
+from typing import MutableSequence, NamedTuple
 
 from ..spec import Backoff
 
@@ -19,8 +18,7 @@ EXIT_RESTART_NOW = 75
 EXIT_CONFIG_ERROR = 78
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):  # not a dataclass: the supervisor would import dataclasses for it (see spec.py)
     action: str  # "restart" | "stay-exited" | "config-error" | "crashloop"
     delay: float = 0.0
     counted_as_crash: bool = False
@@ -32,11 +30,12 @@ def is_failure(returncode: int | None, signalled: bool) -> bool:
 
 
 def decide(policy: str, backoff: Backoff, *, returncode: int | None, signalled: bool, uptime: float,
-           quick_deaths: int, recent_starts: "deque[float]", now: float, rng: random.Random) -> Decision:
+           quick_deaths: int, recent_starts: MutableSequence[float], now: float, rng: random.Random) -> Decision:
     """What to do after a program's main process exited (not on a requested stop).
 
     ``quick_deaths`` counts consecutive deaths before ``min_uptime`` *including this one if quick*;
-    ``recent_starts`` holds the monotonic times of recent starts (pruned here to the crash-loop window).
+    ``recent_starts`` holds the monotonic times of recent starts, oldest first (pruned here to the
+    crash-loop window; a list or a deque).
     """
     if not signalled and returncode == EXIT_CONFIG_ERROR:
         return Decision("config-error", reason="exit 78: configuration error")
@@ -46,7 +45,7 @@ def decide(policy: str, backoff: Backoff, *, returncode: int | None, signalled: 
     if policy == "never" or (policy == "on-failure" and not failed):
         return Decision("stay-exited", reason="exited 0" if not failed else "restart policy is never")
     while recent_starts and now - recent_starts[0] > backoff.crashloop_window:
-        recent_starts.popleft()
+        del recent_starts[0]
     if len(recent_starts) >= backoff.crashloop_restarts:
         return Decision("crashloop", backoff.crashloop_cooldown, True,
                         f"{len(recent_starts)} starts within {backoff.crashloop_window:g}s")

@@ -15,9 +15,9 @@ import os
 import signal
 import sys
 import time
-from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from ..proc.identity import create_time as process_create_time
 from ..proc.launch import LaunchPlan, forget_lookups, launch, plan
 from ..spec import Program
 from ..store.rotating import RotatingFile
@@ -35,6 +35,16 @@ READ_CHUNK = 65536
 
 
 class ProgramRunner:
+    # One per program, N of them for the supervisor's whole life: slots instead of a __dict__ (with this
+    # many attributes a dict costs ~1.2 KiB more per program; docs/benchmarks.md, Memory).
+    # "__dict__" stays available for attributes added later or by a subclass (WinProgramRunner), at the
+    # cost of a dict only for the instances that use one.
+    __slots__ = ("engine", "program", "name", "state", "reason", "status_text", "pid", "pgid_alive", "generation",
+                 "started_mono", "started_wall", "since", "restarts", "quick_deaths", "recent_starts", "last_exit",
+                 "ready", "want_up", "ready_timed_out", "restart_after_stop", "_timer", "_deadline_timer",
+                 "_out_fd", "_err_fd", "_out_w", "_err_w", "out_log", "err_log", "notify", "_create_time", "_create_time_gen", "plan",
+                 "__dict__")
+
     def __init__(self, engine: "Engine", program: Program) -> None:
         self.engine = engine
         self.program = program
@@ -50,7 +60,7 @@ class ProgramRunner:
         self.since = time.time()
         self.restarts = 0
         self.quick_deaths = 0
-        self.recent_starts: deque[float] = deque()
+        self.recent_starts: list[float] = []  # a deque would take a 64-slot block (~600 B) per program
         self.last_exit: dict[str, Any] | None = None
         self.ready = False
         self.want_up = False
@@ -63,8 +73,8 @@ class ProgramRunner:
         self._out_w: int | None = None
         self._err_w: int | None = None
         home = engine.home
-        self.out_log = RotatingFile(home.program_log(self.name, "out"), program.logs.max_bytes, program.logs.backups)
-        self.err_log = RotatingFile(home.program_log(self.name, "err"), program.logs.max_bytes, program.logs.backups)
+        self.out_log = RotatingFile(home.program_log_name(self.name, "out"), program.logs.max_bytes, program.logs.backups)
+        self.err_log = RotatingFile(home.program_log_name(self.name, "err"), program.logs.max_bytes, program.logs.backups)
         self.notify: NotifyListener | None = None
         self._create_time: float | None = None
         self._create_time_gen = -1
@@ -460,13 +470,11 @@ class ProgramRunner:
         if self.pid is not None:
             # Looked up once per spawn, off the restart path (snapshots are coalesced).
             if self._create_time_gen != self.generation:
-                import psutil
-
                 try:
                     # Our unreaped child: the pid is this program's, no identity re-check needed.
-                    self._create_time = psutil.Process(self.pid).create_time()
+                    self._create_time = process_create_time(self.pid)
                     self._create_time_gen = self.generation
-                except psutil.Error:
+                except ProcessLookupError:
                     self._create_time = None
                     self._create_time_gen = self.generation
                 except OSError:

@@ -26,6 +26,11 @@ class Timer:
 
     def cancel(self) -> None:
         self.cancelled = True
+        self.callback = _done  # let go of the closure now: owners keep their last timer around
+
+
+def _done() -> None:
+    pass
 
 
 class TimerQueue:
@@ -58,5 +63,6 @@ class TimerQueue:
         while self._timers and (self._timers[0][0] <= now or self._timers[0][2].cancelled):
             _, _, timer = heapq.heappop(self._timers)
             if not timer.cancelled:
-                timer.cancelled = True
-                timer.callback()
+                callback = timer.callback
+                timer.cancel()
+                callback()

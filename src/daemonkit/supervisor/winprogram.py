@@ -15,7 +15,6 @@ differs:
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import subprocess
 from typing import TYPE_CHECKING, Any
@@ -42,7 +41,7 @@ class WinProgramRunner(ProgramRunner):
 
     def _prepare(self) -> LaunchPlan:
         plan = super()._prepare()
-        return dataclasses.replace(plan, extra_env={**plan.extra_env, ENV_STOP_EVENT: self.stop_event.name})
+        return plan._replace(extra_env={**plan.extra_env, ENV_STOP_EVENT: self.stop_event.name})
 
     def _launch(self, out_w: int, err_w: int) -> int:
         self._close_job()
