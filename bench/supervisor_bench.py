@@ -12,7 +12,9 @@ What is measured, for each N (N programs: one probe program plus N-1 ``sleep``s)
 * floor: the same probe program killed, reaped and respawned by plain Python in this process
   (``kill`` → ``waitpid`` → ``posix_spawn`` → the new program has written its pid to a FIFO), and the
   same with ``subprocess.Popen``. Every restart figure is also given as a ratio to the posix_spawn floor.
-* restart: SIGKILL the probe program, time until its successor has written its pid to the FIFO.
+* restart: SIGKILL the probe program, time until its successor has written its pid to the FIFO. One
+  floor sample is taken right before each restart; the ratio column divides by the median of those
+  interleaved samples (a loaded, noisy machine moves both alike).
 * idle: voluntary + involuntary context switches and CPU time of the supervisor (all its threads and,
   for daemonkit, its sentinel) over ``--idle`` seconds with nothing happening.
 * memory: PSS (``/proc/PID/smaps_rollup``) of the supervisor; daemonkit's sentinel is listed apart.
@@ -167,6 +169,28 @@ def measure_floor(probe: Probe, reps: int) -> dict[str, Any]:
     return out
 
 
+def floor_sample(probe: Probe, devnull: int) -> float:
+    """One floor sample taken between two daemonkit restarts, so both see the same machine state:
+    start the probe program, then time kill → waitpid → posix_spawn → reported, then clean up."""
+    argv = probe.argv()
+
+    def spawn() -> int:
+        return os.posix_spawn(argv[0], argv, os.environ, setsid=True,
+                              file_actions=[(os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, devnull, 1)])
+
+    pid = spawn()
+    probe.next_pid()
+    t0 = time.perf_counter()
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    pid = spawn()
+    probe.next_pid()
+    took = time.perf_counter() - t0
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return took
+
+
 # ----------------------------------------------------------------------------------------- daemonkit
 
 
@@ -236,16 +260,21 @@ class Daemonkit:
         sentinel = self.sentinel_pid(sup)
         first = probe.next_pid()
         # restart latency
-        samples = []
+        samples, floors = [], []
+        devnull = os.open(os.devnull, os.O_RDWR)
         pid = first
         for _ in range(args.reps):
             time.sleep(0.12)  # longer than min_uptime: each death follows a stable run
+            floors.append(floor_sample(probe, devnull))
+            time.sleep(0.02)
             t = time.perf_counter()
             os.kill(pid, signal.SIGKILL)
             new = probe.next_pid()
             samples.append(time.perf_counter() - t)
             pid = new
+        os.close(devnull)
         res["restart"] = summary(samples)
+        res["floor_interleaved"] = summary(floors)
         # idle
         time.sleep(0.5)  # let the coalesced state write happen
         c0, u0 = ctx_switches(sup), cpu_seconds(sup)
@@ -458,8 +487,11 @@ def report(results: dict[str, Any]) -> str:
         row = [n, f"{ms(floor['median'])} / {ms(floor['p95'])}", ms(run["floor"]["popen"]["median"])]
         if "restart" in dk:
             r = dk["restart"]
+            # The ratio uses the floor sampled between the restarts (same machine state) when there is one.
+            base = dk.get("floor_interleaved") or floor
             row += [f"{ms(r['median'])} / {ms(r['p95'])}",
-                    f"{r['median'] / floor['median']:.2f}x / {r['p95'] / floor['median']:.2f}x"]
+                    f"{r['median'] / base['median']:.2f}x / {r['p95'] / base['median']:.2f}x "
+                    f"(floor {ms(base['median'])})"]
         else:
             row += [dk.get("error", "?"), ""]
         if "restart" in sd:

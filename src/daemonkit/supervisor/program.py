@@ -185,13 +185,7 @@ class ProgramRunner:
         of children it left behind still reaches its logs. (Windows overrides this: winprogram.py.)
         """
         if self._out_fd is None or self._err_fd is None:
-            out_r, out_w = os.pipe()
-            try:
-                err_r, err_w = os.pipe()
-            except OSError:
-                os.close(out_r)
-                os.close(out_w)
-                raise
+            out_r, out_w, err_r, err_w = output_pipes()
             for fd in (out_r, err_r):
                 os.set_blocking(fd, False)
             self._out_fd, self._out_w, self._err_fd, self._err_w = out_r, out_w, err_r, err_w
@@ -509,6 +503,19 @@ class ProgramRunner:
         if self.notify is not None:
             self.engine.loop.remove_reader(self.notify.fileno())
             self.notify.close()
+
+
+def output_pipes() -> tuple[int, int, int, int]:
+    """Two pipes, stdout's and stderr's: ``(out_r, out_w, err_r, err_w)``; none left open on failure
+    (EMFILE half-way)."""
+    out_r, out_w = os.pipe()
+    try:
+        err_r, err_w = os.pipe()
+    except OSError:
+        os.close(out_r)
+        os.close(out_w)
+        raise
+    return out_r, out_w, err_r, err_w
 
 
 def _result(future: Any) -> tuple[bool, str]:

@@ -23,7 +23,7 @@ from ..proc.launch import LaunchPlan
 from ..proc.winjob import Job
 from ..proc.winspawn import spawn_in_job
 from ..proc.winstop import ENV_STOP_EVENT, StopEvent, new_name
-from .program import ProgramRunner
+from .program import ProgramRunner, output_pipes
 from .winloop import OutputPump
 
 if TYPE_CHECKING:
@@ -62,15 +62,8 @@ class WinProgramRunner(ProgramRunner):
     def _output_writers(self) -> tuple[int, int]:
         """Fresh pipes for each run: the pump threads own the read ends and end at EOF, when the
         program's tree is gone (Windows cannot select on pipes; see OutputPump)."""
-        out_r, out_w = os.pipe()
-        try:
-            err_r, err_w = os.pipe()
-        except OSError:
-            os.close(out_r)
-            os.close(out_w)
-            raise
-        self._fresh = (out_r, out_w, err_r, err_w)
-        return out_w, err_w
+        self._fresh = output_pipes()
+        return self._fresh[1], self._fresh[3]
 
     def _output_used(self) -> None:
         out_r, out_w, err_r, err_w = self._fresh
