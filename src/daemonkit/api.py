@@ -675,8 +675,14 @@ def install(spec: Spec, *, backend: str | None = None, fallback: str | None = No
         lines += choice.backend.install(spec, home)
         if choice.name == "detached":
             if not probe_lock(home.lock_file).held:
-                start_supervisor(spec, home, marks=marks)
-                lines.append(f"started {spec.name} (detached)")
+                try:
+                    start_supervisor(spec, home, marks=marks)
+                    lines.append(f"started {spec.name} (detached)")
+                except AlreadyRunningError:
+                    # Another command's supervisor for this home (an interrupted install's, a concurrent
+                    # start) took the lock meanwhile: the daemon runs, which is what install is for.
+                    _await_ready(spec, home, None, marks=marks)
+                    lines.append(f"{spec.name} was being started by another command; it is running")
         else:
             # The manager reports "started" once the supervisor is up; wait for the programs too.
             _await_ready(spec, home, None, backend=choice.backend, marks=marks)

@@ -197,35 +197,12 @@ def create_time(pid: int) -> float:
     + boot time), so that the supervisor, which records every program's create time, need not import
     psutil; the two agree exactly (tests/test_identity.py). Elsewhere: psutil."""
     if sys.platform.startswith("linux"):
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
-            raise ProcessLookupError(pid) from None
-        return float(fields[19]) / _clock_ticks() + _boot_time()
+        from .procfs import stat
+
+        return stat(pid)[1]
     import psutil
 
     try:
         return psutil.Process(pid).create_time()
     except psutil.NoSuchProcess:
         raise ProcessLookupError(pid) from None
-
-
-_BOOT: list[float] = []
-
-
-def _clock_ticks() -> int:
-    return os.sysconf("SC_CLK_TCK")
-
-
-def _boot_time() -> float:
-    """``btime`` of ``/proc/stat``, as psutil reads it (read once: it does not change while we run)."""
-    if not _BOOT:
-        with open("/proc/stat", "rb") as f:
-            for line in f:
-                if line.startswith(b"btime"):
-                    _BOOT.append(float(line.split()[1]))
-                    break
-            else:
-                raise OSError("no btime line in /proc/stat")
-    return _BOOT[0]

@@ -5,8 +5,8 @@ supervisor's ~13. stdin is the read end of the supervisor's pipe. Lines: ``+PID 
 started), ``-PID`` (it exited). On EOF (the supervisor is gone, however it died) every program still
 listed is ended by identity: SIGTERM to its process group, ``GRACE`` seconds, then SIGKILL.
 
-Identity is (pid, start time). On Linux the start time is read from ``/proc/PID/stat`` (field 22, the
-same clock-tick value psutil's ``create_time`` is computed from: importing psutil here would double
+Identity is (pid, start time). On Linux the start time is read from ``/proc/PID/stat`` by
+``procfs.py`` (psutil's ``create_time``, computed as psutil does: importing psutil here would double
 this process's memory); elsewhere psutil is imported from the directory passed as argv[3].
 """
 
@@ -23,15 +23,16 @@ POLL = 0.05
 
 
 def _linux_start(pid):
+    # procfs.py sits beside this file, on this process's only sys.path entry (see sentinel.py).
+    from procfs import stat
+
     try:
-        with open("/proc/%d/stat" % pid, "rb") as f:
-            data = f.read()
-    except OSError:
+        letter, created = stat(pid)
+    except (OSError, ValueError, IndexError):
         return None
-    fields = data.rsplit(b")", 1)[1].split()
-    if fields[0] == b"Z":  # exited, not yet reaped: gone for our purposes
+    if letter == "Z":  # exited, not yet reaped: gone for our purposes
         return None
-    return int(fields[19])
+    return created
 
 
 def _psutil_start(pid):

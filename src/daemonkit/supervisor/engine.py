@@ -102,7 +102,7 @@ class Engine:
             self.events.flush()  # opens the ledger now, before the programs take the descriptors
             self._end_orphans()
             self.control = ControlServer(self.home.control_socket, self.loop, self.handle_request,
-                                         on_refused=lambda why: self.events.emit("control", None, None, refused=why))
+                                         on_refused=self._control_refused)
             self.watcher = make_watcher(self.loop, self._on_stray)
             if self.sentinel is not None and self.sentinel.pid is not None:
                 self.watcher.watch(self.sentinel.pid, self._on_sentinel_exit)
@@ -392,6 +392,10 @@ class Engine:
         return f"{up}/{len(self.runners)} programs up"
 
     # ------------------------------------------------------------------ control requests
+    def _control_refused(self, why: str) -> None:
+        self.events.emit("control", None, None, refused=why)
+        self.events.flush()  # written before the client sees its refusal or its hang-up
+
     def handle_request(self, request: dict[str, Any], send: Callable[[dict[str, Any]], None]) -> None:
         def reply(answer: dict[str, Any]) -> None:
             self.events.flush()  # a client that reads the ledger after our answer finds what led to it
