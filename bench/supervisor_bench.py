@@ -20,7 +20,9 @@ What is measured, for each N (N programs: one probe program plus N-1 ``sleep``s)
 * memory: PSS (``/proc/PID/smaps_rollup``) of the supervisor; daemonkit's sentinel is listed apart.
 * cold start: ``daemonkit start --spec`` until it returns (all programs up: a program without a
   readiness check counts as up after ``min_uptime``, set to 0.05 s here), and until the last program
-  was spawned (from the events ledger). supervisord: launch until N children run.
+  was spawned (from the events ledger). supervisord: launch until N children run. Its floor: plain
+  ``posix_spawn`` of N ``sleep``s in a tight loop, measured right after (what the machine needs to
+  start N processes at all).
 * stop: ``daemonkit stop`` until it returns (all N programs gone); supervisord: SIGTERM until it exits.
 * status: ``daemonkit status NAME --json`` wall time minus ``python -c pass`` (medians, interleaved);
   supervisord: ``supervisorctl status``.
@@ -191,6 +193,25 @@ def floor_sample(probe: Probe, devnull: int) -> float:
     return took
 
 
+def spawn_floor(n: int) -> float:
+    """The cold-start floor: plain ``posix_spawn`` of N ``sleep`` programs in a tight loop (what
+    starting N programs costs this machine before any supervisor work), then all killed."""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    sleep = "/bin/sleep" if os.path.exists("/bin/sleep") else "/usr/bin/sleep"
+    pids = []
+    t0 = time.perf_counter()
+    for _ in range(n):
+        pids.append(os.posix_spawn(sleep, ["sleep", "1000000"], os.environ, setsid=True,
+                                   file_actions=[(os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, devnull, 1)]))
+    took = time.perf_counter() - t0
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    for pid in pids:
+        os.waitpid(pid, 0)
+    os.close(devnull)
+    return took
+
+
 # ----------------------------------------------------------------------------------------- daemonkit
 
 
@@ -255,6 +276,7 @@ class Daemonkit:
         events = [json.loads(line) for line in (self.home / "events.jsonl").read_text().splitlines()]
         spawns = [e["ts"] for e in events if e["event"] == "spawn"]
         res["cold_start_s"] = round(t_start, 4)
+        res["cold_spawn_floor_s"] = round(spawn_floor(n), 4)
         res["cold_all_spawned_s"] = round(max(spawns) - t0, 4)
         sup = self.supervisor_pid()
         sentinel = self.sentinel_pid(sup)
@@ -520,7 +542,8 @@ def report(results: dict[str, Any]) -> str:
                f"{dk['idle_cpu_s']} / {sd.get('idle_cpu_s', 'n/a')}",
                f"{dk_pss:.1f} (+{sent:.1f})", f"{sd_pss:.1f}" if sd_pss else "n/a",
                f"{dk_pss / sd_pss:.2f}x ({(dk_pss + sent) / sd_pss:.2f}x with sentinel)" if sd_pss else "n/a",
-               f"{dk['cold_start_s']:.3f} / {dk['cold_all_spawned_s']:.3f} / {sd.get('cold_all_spawned_s', 'n/a')}",
+               f"{dk['cold_start_s']:.3f} / {dk['cold_all_spawned_s']:.3f} / {sd.get('cold_all_spawned_s', 'n/a')} "
+               f"(floor {dk.get('cold_spawn_floor_s', float('nan')):.3f})",
                f"{dk['stop_s']:.3f} / {sd.get('stop_s', 'n/a')}",
                f"{dk['status_over_python_ms']} (status {ms(dk['status_json']['median'])}, "
                f"python {ms(dk['python_pass']['median'])})",

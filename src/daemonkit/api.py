@@ -256,7 +256,9 @@ def _same_spec(home: Home, spec: Spec) -> bool:
     """Whether the home's spec file already says ``spec``: then it is left alone, keeping the user's
     comments and layout (rewriting it on every start lost them)."""
     try:
-        return load_spec(home.spec_file) == spec
+        # Through the home's parse cache: an unchanged file is not parsed as TOML again (~40 ms at 500
+        # programs, on every start).
+        return load_spec(home.spec_file, cache=home.spec_cache) == spec
     except DaemonkitError:
         return False
 
@@ -343,7 +345,7 @@ def _await_ready(spec: Spec, home: Home, timeout: float | None, *, supervisor: A
             _stop_quietly(spec, home, supervisor)
             raise DaemonkitError(f"{spec.name} did not start in time", f"no answer within {budget:g}s{via}",
                                  f"daemonkit status {spec.name} --deep", details=_join(*details))
-        time.sleep(0.01)
+        time.sleep(0.005)  # the supervisor answers ~50 ms after its spawn: poll finely
     if supervisor is not None:
         holder = ((answer.get("state") or {}).get("supervisor") or {}).get("pid")
         if holder is not None and holder != supervisor.pid:

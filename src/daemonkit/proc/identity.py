@@ -33,6 +33,18 @@ class ProcessIdentity(NamedTuple):  # not a dataclass: the supervisor imports th
     @classmethod
     def of(cls, pid: int) -> "ProcessIdentity | None":
         """Capture the identity of a running process, or ``None`` if there is none (or it is a zombie)."""
+        if sys.platform.startswith("linux"):
+            from .procfs import stat
+
+            try:
+                # One /proc read, no psutil import: `start` captures the supervisor's identity this way
+                # before anything else needs psutil.
+                letter, created = stat(pid)
+                return None if letter == "Z" else cls(pid, created)
+            except ProcessLookupError:
+                return None
+            except (OSError, ValueError, IndexError):
+                pass  # /proc cannot tell (hidepid, out of descriptors): psutil below
         import psutil
 
         try:
