@@ -93,16 +93,18 @@ class Sandbox:
                 continue
         return out
 
-    def programs(self) -> list[psutil.Process]:
+    def programs(self, name: str | None = None) -> list[psutil.Process]:
         """Live program processes started for this sandbox (the supervisor gives each one
-        ``DAEMONKIT_HOME`` = the sandbox root), including their descendants."""
+        ``DAEMONKIT_HOME`` = the sandbox root), including their descendants; only those started as
+        program ``name`` when it is given. A process that exits while we look is skipped."""
         out = []
         for proc in psutil.process_iter(["status"]):
             try:
                 if proc.info["status"] == psutil.STATUS_ZOMBIE or proc.pid == os.getpid():
                     continue
                 if proc.environ().get("DAEMONKIT_HOME") == str(self.root) and "supervise" not in proc.cmdline():
-                    if proc.environ().get("DAEMONKIT_PROGRAM"):
+                    program = proc.environ().get("DAEMONKIT_PROGRAM")
+                    if program and (name is None or program == name):
                         out.append(proc)
             except (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError, OSError):
                 continue

@@ -145,7 +145,7 @@ def test_supervisor_killed_while_a_program_is_in_backoff(sandbox: Sandbox) -> No
     # No timer of the dead supervisor fires later: nothing restarts "bad" behind our back.
     time.sleep(3.5)
     assert not sandbox.supervisors()
-    assert not [p for p in sandbox.programs() if p.environ().get("DAEMONKIT_PROGRAM") == "bad"]
+    assert not sandbox.programs("bad")
     assert sandbox.cli("stop", "b").returncode == 0
     sandbox.assert_nothing_running()
 

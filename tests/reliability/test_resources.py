@@ -172,11 +172,11 @@ def test_clients_that_never_read_their_answer_do_not_stall_the_supervisor(sandbo
         began = time.monotonic()
         answer = request(Path(path), {"op": "status"}, timeout=30)
         assert answer["ok"] and time.monotonic() - began < 10, time.monotonic() - began
-        (old,) = [p for p in sandbox.programs() if p.environ().get("DAEMONKIT_PROGRAM") == "ok"]
+        (old,) = sandbox.programs("ok")
         old.kill()
         # Blocking 2 s per stuck client would take 20 s; an event-driven supervisor restarts at once.
-        wait_for(lambda: [p for p in sandbox.programs() if p.environ().get("DAEMONKIT_PROGRAM") == "ok"
-                          and p.pid != old.pid], 10, what="ok restarted while 10 clients sit on big answers")
+        wait_for(lambda: [p for p in sandbox.programs("ok") if p.pid != old.pid], 10,
+                 what="ok restarted while 10 clients sit on big answers")
     finally:
         for s in stuck:
             s.close()
