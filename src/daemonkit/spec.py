@@ -308,6 +308,10 @@ def _validate_program(p: Program, source: str, key: str) -> None:
         r = p.ready
         if r.kind not in READINESS_KINDS:
             raise SpecError(source, f"{key}.ready", f"expected one of {', '.join(READINESS_KINDS)}, got {r.kind!r}")
+        if r.kind == "notify" and sys.platform == "win32":
+            raise SpecError(source, f"{key}.ready.notify",
+                            "not available on Windows: the sd_notify protocol needs Unix datagram sockets",
+                            "use ready.tcp, ready.http or ready.file (e.g. a file the program creates when ready)")
         if r.kind != "notify" and not r.target:
             raise SpecError(source, f"{key}.ready.{r.kind}", "expected a non-empty target")
         if r.kind == "tcp":

@@ -155,3 +155,18 @@ def test_denied_breakaway_is_recorded_and_shown_by_status_deep(tmp_path, env):
     # The parent has exited, its job closed, and the supervisor inside it was ended with it.
     assert wait_until(lambda: not probe_lock(Path(env["DAEMONKIT_HOME"]) / "web" / "supervisor.lock").held, 20)
 
+
+
+def test_notify_readiness_is_refused_on_windows_with_what_to_use_instead():
+    """sd_notify needs Unix datagram sockets: a spec asking for it fails to load, naming the key and
+    the alternatives, instead of a supervisor that dies creating the socket."""
+    from daemonkit.spec import SpecError, loads_spec
+
+    text = 'name = "w"\n[programs.p]\nargv = ["python.exe"]\n[programs.p.ready]\nnotify = true\n'
+    with pytest.raises(SpecError) as caught:
+        loads_spec(text, source="w.toml")
+    message = str(caught.value)
+    assert "programs.p.ready.notify" in message and "not available on Windows" in message, message
+    assert "ready.tcp" in str(getattr(caught.value, "hint", "")) + message
+    # The same spec with a file check loads.
+    assert loads_spec(text.replace("notify = true", 'file = "C:/ready"'), source="w.toml").programs[0].ready.kind == "file"
