@@ -454,10 +454,7 @@ def dispatch(args: argparse.Namespace) -> int:
     try:
         return func(args, args._daemonkit_target)
     except DaemonkitError as exc:
-        print(f"error: {args._daemonkit_target.respell(exc.message)}", file=sys.stderr)
-        if exc.details:
-            print(exc.details, file=sys.stderr)
-        return exc.exit_code
+        return exc.report(args._daemonkit_target.respell(exc.message))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

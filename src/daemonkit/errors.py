@@ -31,6 +31,16 @@ class DaemonkitError(Exception):
             text += f" (try: {self.hint})" if not self.hint.startswith("(") else f" {self.hint}"
         return text
 
+    def report(self, message: str | None = None) -> int:
+        """Print the error as the CLI does (``error: ...`` and the details below it) on stderr;
+        returns the exit code. ``message`` replaces the one-line message (e.g. respelled for the CLI)."""
+        import sys
+
+        print(f"error: {message if message is not None else self.message}", file=sys.stderr)
+        if self.details:
+            print(self.details, file=sys.stderr)
+        return self.exit_code
+
 
 class SpecError(DaemonkitError):
     """A spec file or spec value is invalid. Names the file, the key and what is expected."""

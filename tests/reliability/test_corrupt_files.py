@@ -138,30 +138,20 @@ def test_symlinked_spec_is_refused(sandbox: Sandbox) -> None:
     os.chmod(elsewhere, 0o666)  # what makes following it dangerous: anyone could edit what runs
     (home / "spec.toml").unlink()
     (home / "spec.toml").symlink_to(elsewhere)
-    result = sandbox.cli("start", "l")
-    assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert "spec.toml" in result.stderr and "link" in result.stderr, result.stderr
-    sandbox.assert_nothing_running()
+    _start_is_refused(sandbox, "l", "spec.toml", "link")
 
 
 def test_world_writable_spec_is_refused(sandbox: Sandbox) -> None:
     home = _prepare(sandbox, "w")
     os.chmod(home / "spec.toml", 0o666)
-    result = sandbox.cli("start", "w")
-    assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert "spec.toml" in result.stderr and "writable" in result.stderr, result.stderr
-    assert "chmod" in result.stderr  # says what to do
-    sandbox.assert_nothing_running()
+    _start_is_refused(sandbox, "w", "spec.toml", "writable", "chmod")  # chmod: says what to do
 
 
 def test_spec_owned_by_another_user_is_refused(sandbox: Sandbox) -> None:
     uid, gid = need_second_user()
     home = _prepare(sandbox, "o")
     os.chown(home / "spec.toml", uid, gid)
-    result = sandbox.cli("start", "o")
-    assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert "spec.toml" in result.stderr and "owned by" in result.stderr, result.stderr
-    sandbox.assert_nothing_running()
+    _start_is_refused(sandbox, "o", "spec.toml", "owned by")
 
 
 def test_world_writable_home_is_tightened(sandbox: Sandbox) -> None:
@@ -176,7 +166,13 @@ def test_home_owned_by_another_user_is_refused(sandbox: Sandbox) -> None:
     uid, gid = need_second_user()
     home = _prepare(sandbox, "x")
     os.chown(home, uid, gid)
-    result = sandbox.cli("start", "x")
+    _start_is_refused(sandbox, "x", "owned by uid")
+
+
+def _start_is_refused(sandbox: Sandbox, name: str, *needles: str) -> None:
+    """``start`` fails cleanly (no traceback), says each of ``needles``, and nothing runs."""
+    result = sandbox.cli("start", name)
     assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert "owned by uid" in result.stderr, result.stderr
+    for needle in needles:
+        assert needle in result.stderr, (needle, result.stderr)
     sandbox.assert_nothing_running()

@@ -80,10 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return supervise(*parsed)
     except DaemonkitError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        if exc.details:
-            print(exc.details, file=sys.stderr)
-        return exc.exit_code
+        return exc.report()
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
