@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 
 from .errors import UnsafeFileError
+from .record import Record, init_field
 
 ENV_HOME = "DAEMONKIT_HOME"
 # sockaddr_un.sun_path is 104 bytes on macOS/BSD and 108 on Linux, including the NUL.
@@ -50,37 +51,17 @@ def root_dir(app: str = "daemonkit", scope: str = "user") -> Path:
     return base if app == "daemonkit" else base / "daemonkit"
 
 
-class Home:
+class Home(Record):
     """The files of one daemon. Pure path arithmetic; ``ensure()`` creates and checks the directory.
 
-    Immutable, equal and hashable by ``path`` (what a frozen dataclass gave it; not one because the
-    supervisor imports this module, and ``dataclasses`` would cost it ~1.2 MiB: see spec.py)."""
+    Immutable, equal and hashable by ``path`` (a ``Record``, not a frozen dataclass: the supervisor
+    imports this module, and ``dataclasses`` would cost it ~1.2 MiB: see record.py)."""
 
-    __slots__ = ("path",)
+    __slots__ = _FIELDS = ("path",)
     path: Path
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        object.__setattr__(self, "path", Path(path))
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"cannot assign to field {name!r} (Home is immutable)")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"cannot delete field {name!r} (Home is immutable)")
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is self.__class__:
-            return self.path == other.path  # type: ignore[attr-defined, no-any-return]
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash((self.path,))
-
-    def __repr__(self) -> str:
-        return f"Home(path={self.path!r})"
-
-    def __reduce__(self) -> tuple[type, tuple[Path]]:
-        return (Home, (self.path,))
+        init_field(self, "path", Path(path))
 
     @classmethod
     def for_spec_name(cls, name: str, app: str = "daemonkit", scope: str = "user") -> "Home":

@@ -1,7 +1,7 @@
 """The spec: what to run, how to restart it, when it is ready, how to stop it.
 
 A ``Spec`` is one daemon (one supervisor, one home, one OS registration) with one or more ``Program``s.
-It is plain data: immutable records (see ``_Record``), loaded from and dumped to TOML, validated with errors that name
+It is plain data: immutable records (see ``Record``), loaded from and dumped to TOML, validated with errors that name
 the file, the key and what is expected. Nothing here touches the machine.
 
 TOML layout::
@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from .errors import SpecError, UnsafeFileError
+from .record import Record, init_field
 
 __all__ = [
     "Backoff",
@@ -80,54 +81,7 @@ def validate_name(name: object, *, source: str = "<spec>", key: str = "name") ->
     return name
 
 
-class _Record:
-    """What ``@dataclass(frozen=True)`` gave the spec classes, written out: construction with defaults,
-    immutability, equality and hashing by fields, a repr naming them, copy/pickle, and ``replace()``.
-
-    Not dataclasses because the supervisor, which keeps every module it imports for the daemon's whole
-    life, would import ``dataclasses`` for them, and with it ``inspect``, ``ast``, ``dis`` and
-    ``tokenize``: ~1.2 MiB of its ~10 (docs/benchmarks.md, Memory). ``_FIELDS`` lists the fields in order.
-    """
-
-    __slots__ = ()
-    _FIELDS: tuple[str, ...] = ()
-
-    def _values(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, name) for name in self._FIELDS)
-
-    def replace(self, **changes: Any) -> Any:
-        """A copy with ``changes`` (validated like a new instance), as ``dataclasses.replace`` did."""
-        unknown = set(changes) - set(self._FIELDS)
-        if unknown:
-            raise TypeError(f"{type(self).__name__} has no field(s) {', '.join(sorted(unknown))}")
-        return type(self)(**{name: changes.get(name, getattr(self, name)) for name in self._FIELDS})
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"cannot assign to field {name!r} ({type(self).__name__} is immutable)")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"cannot delete field {name!r} ({type(self).__name__} is immutable)")
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is self.__class__:
-            return self._values() == other._values()  # type: ignore[attr-defined, no-any-return]
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(self._values())
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._FIELDS)
-        return f"{type(self).__qualname__}({fields})"
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), self._values())
-
-
-_set = object.__setattr__  # how a _Record's __init__ sets its (otherwise immutable) fields
-
-
-class Backoff(_Record):
+class Backoff(Record):
     """Restart pacing. A death after ``min_uptime`` of stable running restarts at once; repeated quick
     deaths wait ``initial``, doubling (with jitter) up to ``max``. More than ``crashloop_restarts`` in
     ``crashloop_window`` seconds puts the program in ``crashloop`` for ``crashloop_cooldown`` seconds,
@@ -145,15 +99,15 @@ class Backoff(_Record):
     def __init__(self, initial: float = 0.1, max: float = 30.0, min_uptime: float = 1.0,
                  crashloop_restarts: int = 10, crashloop_window: float = 60.0,
                  crashloop_cooldown: float = 60.0) -> None:
-        _set(self, "initial", initial)
-        _set(self, "max", max)
-        _set(self, "min_uptime", min_uptime)
-        _set(self, "crashloop_restarts", crashloop_restarts)
-        _set(self, "crashloop_window", crashloop_window)
-        _set(self, "crashloop_cooldown", crashloop_cooldown)
+        init_field(self, "initial", initial)
+        init_field(self, "max", max)
+        init_field(self, "min_uptime", min_uptime)
+        init_field(self, "crashloop_restarts", crashloop_restarts)
+        init_field(self, "crashloop_window", crashloop_window)
+        init_field(self, "crashloop_cooldown", crashloop_cooldown)
 
 
-class Readiness(_Record):
+class Readiness(Record):
     """When a program counts as ready. ``kind`` is tcp ("host:port"), http (a URL answering 2xx),
     file (a path that exists) or notify (the program sends ``READY=1`` to ``$NOTIFY_SOCKET``)."""
 
@@ -163,12 +117,12 @@ class Readiness(_Record):
     timeout: float
 
     def __init__(self, kind: str, target: str = "", timeout: float = 30.0) -> None:
-        _set(self, "kind", kind)
-        _set(self, "target", target)
-        _set(self, "timeout", timeout)
+        init_field(self, "kind", kind)
+        init_field(self, "target", target)
+        init_field(self, "timeout", timeout)
 
 
-class LogLimits(_Record):
+class LogLimits(Record):
     """Program output is kept in ``logs/<program>.{out,err}.log`` with at most ``backups`` rotated files
     of ``max_bytes`` each, so a chatty or crash-looping program cannot fill the disk."""
 
@@ -177,11 +131,11 @@ class LogLimits(_Record):
     backups: int
 
     def __init__(self, max_bytes: int = 10 * 1024 * 1024, backups: int = 3) -> None:
-        _set(self, "max_bytes", max_bytes)
-        _set(self, "backups", backups)
+        init_field(self, "max_bytes", max_bytes)
+        init_field(self, "backups", backups)
 
 
-class Program(_Record):
+class Program(Record):
     """One program of a daemon: its command line (``argv``; ``argv[0]`` is looked up on ``PATH``), an
     optional working directory and extra environment, its restart policy (``always`` / ``on-failure`` /
     ``never``), how it is stopped (``stop_signal``, then SIGKILL after ``stop_grace`` seconds), an
@@ -205,19 +159,19 @@ class Program(_Record):
                  restart: str = "on-failure", stop_signal: str = "TERM", stop_grace: float = 10.0,
                  ready: Readiness | None = None, backoff: Backoff | None = None, logs: LogLimits | None = None,
                  autostart: bool = True) -> None:
-        _set(self, "name", name)
+        init_field(self, "name", name)
         # Accept lists and plain dicts from callers; store immutable, hashable-friendly forms.
-        _set(self, "argv", tuple(argv))
-        _set(self, "cwd", cwd)
-        _set(self, "env", dict(env or {}))
-        _set(self, "restart", restart)
-        _set(self, "stop_signal", stop_signal)
-        _set(self, "stop_grace", stop_grace)
-        _set(self, "ready", ready)
+        init_field(self, "argv", tuple(argv))
+        init_field(self, "cwd", cwd)
+        init_field(self, "env", dict(env or {}))
+        init_field(self, "restart", restart)
+        init_field(self, "stop_signal", stop_signal)
+        init_field(self, "stop_grace", stop_grace)
+        init_field(self, "ready", ready)
         # The defaults are shared: immutable, and a supervisor holds one per program otherwise.
-        _set(self, "backoff", _DEFAULT_BACKOFF if backoff is None else backoff)
-        _set(self, "logs", _DEFAULT_LOGS if logs is None else logs)
-        _set(self, "autostart", autostart)
+        init_field(self, "backoff", _DEFAULT_BACKOFF if backoff is None else backoff)
+        init_field(self, "logs", _DEFAULT_LOGS if logs is None else logs)
+        init_field(self, "autostart", autostart)
         _validate_program(self, "<spec>", f"programs.{self.name}")
 
     @property
@@ -225,7 +179,7 @@ class Program(_Record):
         return int(getattr(signal, "SIG" + self.stop_signal, signal.SIGTERM))
 
 
-class Spec(_Record):
+class Spec(Record):
     """One daemon: a name, a scope and its programs (order kept: start order)."""
 
     __slots__ = _FIELDS = ("name", "programs", "scope", "description", "app")
@@ -238,11 +192,11 @@ class Spec(_Record):
 
     def __init__(self, name: str, programs: Iterable[Program], scope: str = "user", description: str = "",
                  app: str = "daemonkit") -> None:
-        _set(self, "name", name)
-        _set(self, "programs", tuple(programs))
-        _set(self, "scope", scope)
-        _set(self, "description", description)
-        _set(self, "app", app)
+        init_field(self, "name", name)
+        init_field(self, "programs", tuple(programs))
+        init_field(self, "scope", scope)
+        init_field(self, "description", description)
+        init_field(self, "app", app)
         _validate_spec(self, "<spec>")
 
     def program(self, name: str) -> Program:

@@ -88,7 +88,7 @@ def set_recovery_actions(handle: Any, spec: "Spec", name: str) -> list[str]:
         win32service.ChangeServiceConfig2(handle, win32service.SERVICE_CONFIG_FAILURE_ACTIONS, {
             "ResetPeriod": RESET_PERIOD, "RebootMsg": None, "Command": None, "Actions": actions})
         return []
-    except (win32service.error, NotImplementedError, AttributeError) as exc:
+    except (win32service.error, AttributeError) as exc:  # AttributeError: a pywin32 without the constants
         why = _error_text(exc)
     restarts = [delay for action, delay in actions if action == win32service.SC_ACTION_RESTART]
     if restarts:
@@ -166,7 +166,7 @@ class WinServiceBackend:
                 try:
                     win32service.ChangeServiceConfig2(handle, win32service.SERVICE_CONFIG_DESCRIPTION,
                                                       f"Managed by daemonkit: supervisor of {spec.name}")
-                except (win32service.error, NotImplementedError, AttributeError):
+                except win32service.error:
                     pass  # the description is only what services.msc shows: nothing depends on it
                 unset = set_recovery_actions(handle, spec, name)
             finally:

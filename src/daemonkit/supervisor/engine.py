@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator
 from .. import __version__
 from ..errors import AlreadyRunningError
 from ..paths import Home
-from ..proc.identity import ProcessIdentity, terminate_tree
+from ..proc.identity import ProcessIdentity, terminate_tree, create_time as process_create_time
 from ..proc.sentinel import Sentinel
 from ..spec import Spec
 from ..store.events import EventLog
@@ -187,13 +187,11 @@ class Engine:
             runner = self.runners.get(name) if name in names else None
             if runner is None:
                 continue
-            import psutil
-
             try:
-                if runner.started_after(psutil.Process(orphan).create_time()):
+                if runner.started_after(process_create_time(orphan)):
                     continue  # forked by the program's new run: not a leftover
-            except (psutil.Error, OSError):
-                continue
+            except (OSError, ValueError, IndexError):
+                continue  # gone meanwhile, or /proc cannot tell: left alone
             try:
                 os.kill(orphan, signal.SIGKILL)  # our unreaped child: the pid cannot be recycled
             except OSError:

@@ -439,14 +439,25 @@ class ProgramRunner:
     def started_after(self, create_time: float) -> bool:
         """Whether the program's current run started at or after ``create_time`` (a process it forked
         then belongs to this run, not to one that exited). Same-tick starts count as this run's."""
-        if self.pid is None:
-            return False
-        import psutil
+        started = self.run_create_time()
+        return started is not None and started <= create_time
 
-        try:
-            return psutil.Process(self.pid).create_time() <= create_time
-        except (psutil.Error, OSError):
-            return False
+    def run_create_time(self) -> float | None:
+        """The create time of the current run's main process (None when not running or unreadable);
+        read from /proc once per run."""
+        if self.pid is None:
+            return None
+        if self._create_time_gen != self.generation:
+            try:
+                # Our unreaped child: the pid is this program's, no identity re-check needed.
+                self._create_time = process_create_time(self.pid)
+                self._create_time_gen = self.generation
+            except ProcessLookupError:
+                self._create_time = None
+                self._create_time_gen = self.generation
+            except OSError:
+                self._create_time = None  # out of descriptors (EMFILE): retried next time
+        return self._create_time
 
     # ------------------------------------------------------------------ bookkeeping
     def _set_state(self, state: str, reason: str = "") -> None:
@@ -466,20 +477,7 @@ class ProgramRunner:
             self._deadline_timer = None
 
     def snapshot(self) -> dict[str, Any]:
-        create_time = None
-        if self.pid is not None:
-            # Looked up once per spawn, off the restart path (snapshots are coalesced).
-            if self._create_time_gen != self.generation:
-                try:
-                    # Our unreaped child: the pid is this program's, no identity re-check needed.
-                    self._create_time = process_create_time(self.pid)
-                    self._create_time_gen = self.generation
-                except ProcessLookupError:
-                    self._create_time = None
-                    self._create_time_gen = self.generation
-                except OSError:
-                    self._create_time = None  # out of descriptors (EMFILE): retried at the next snapshot
-            create_time = self._create_time
+        create_time = self.run_create_time()  # off the restart path: snapshots are coalesced
         return {
             "state": self.state,
             "reason": self.reason,
